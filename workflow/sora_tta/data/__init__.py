@@ -1,0 +1,1 @@
+"""UCF-101 ingestion: split lists, selection, captions, probing and preprocessing."""

@@ -1,0 +1,1 @@
+"""Per-video metrics, aggregation, statistics and figures."""

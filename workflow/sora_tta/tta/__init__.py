@@ -1,0 +1,1 @@
+"""LoRA test-time adaptation and per-video generation."""
