@@ -25,7 +25,9 @@ class VideoReadError(RuntimeError):
     """A video file could not be opened or decoded."""
 
 
-def read_frames(path: str | os.PathLike[str], max_frames: int | None = None, start: int = 0) -> np.ndarray:
+def read_frames(
+    path: str | os.PathLike[str], max_frames: int | None = None, start: int = 0
+) -> np.ndarray:
     """Decode frames ``start .. start + max_frames`` of ``path`` as a ``(T, H, W, 3)`` uint8 array.
 
     Raises :class:`VideoReadError` naming the file when it is missing, has no video
@@ -58,15 +60,19 @@ def write_lossless(path: str | os.PathLike[str], frames: np.ndarray, fps: float)
     """Write ``frames`` (``(T, H, W, 3)`` uint8) to ``path`` as lossless FFV1, atomically."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{path}: expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise ValueError(
+            f"{path}: expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}"
+        )
     rate = fractions.Fraction(fps).limit_denominator(1001)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="matroska") as container:
-            stream = container.add_stream(LOSSLESS_CODEC, rate=rate)
-            stream.width = frames.shape[2]
-            stream.height = frames.shape[1]
-            stream.pix_fmt = LOSSLESS_PIX_FMT
-            for image in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="matroska") as container:
+        stream = container.add_stream(LOSSLESS_CODEC, rate=rate)
+        stream.width = frames.shape[2]
+        stream.height = frames.shape[1]
+        stream.pix_fmt = LOSSLESS_PIX_FMT
+        # FFV1 slices encode in parallel threads; the output stays lossless.
+        stream.thread_type = "SLICE"
+        stream.options = {"slices": "4", "slicecrc": "1"}
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())

@@ -1,0 +1,327 @@
+"""``sora-tta`` subcommands of the data area: make-synthetic-ucf101, manifest, preprocess."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from sora_tta.cli import CommandError
+
+log = logging.getLogger(__name__)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def multiple_of_16(text: str) -> int:
+    """argparse type: a positive multiple of 16 (the VAE x patch stride)."""
+    value = positive_int(text)
+    if value % 16:
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of 16")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def frame_size(text: str) -> tuple[int, int] | None:
+    """argparse type: ``WIDTHxHEIGHT`` or ``any`` (no check)."""
+    if text.lower() == "any":
+        return None
+    match = re.fullmatch(r"(\d+)x(\d+)", text.lower())
+    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 320x240) or 'any'")
+    return int(match[1]), int(match[2])
+
+
+def _add_size_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--expected-size",
+        type=frame_size,
+        default=(320, 240),
+        metavar="WxH",
+        help="source frame size a usable video must have, or 'any' (default: 320x240)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the data subcommands to the ``sora-tta`` parser."""
+    _register_synthetic(subparsers)
+    _register_manifest(subparsers)
+    _register_preprocess(subparsers)
+
+
+def _register_synthetic(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "make-synthetic-ucf101",
+        help="write a small synthetic UCF-101 tree (videos + official-format split lists)",
+        description=(
+            "Write OUT/UCF-101/<Class>/v_<Class>_gNN_cMM.avi (MPEG-4 part 2 in AVI), "
+            "OUT/ucfTrainTestlist/{classInd,testlist0N,trainlist0N}.txt and OUT/synthetic.json. "
+            "Clips show textured shapes and a panning background whose motion differs per "
+            "class; broken clips (too short, truncated, empty, undecodable, odd size, missing) "
+            "are listed in every test split. Deterministic from --seed."
+        ),
+    )
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder (must be empty or absent)")
+    p.add_argument(
+        "--classes", type=positive_int, default=3, help="number of classes, 1-101 (default 3)"
+    )
+    p.add_argument(
+        "--per-class", type=positive_int, default=2, help="regular clips per class (default 2)"
+    )
+    p.add_argument(
+        "--frames", type=positive_int, default=80, help="frames per regular clip (default 80)"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--clips-per-group", type=positive_int, default=4, help="clips per group gNN (default 4)"
+    )
+    p.add_argument("--width", type=positive_int, default=320, help="frame width (default 320)")
+    p.add_argument("--height", type=positive_int, default=240, help="frame height (default 240)")
+    p.add_argument("--no-broken", dest="broken", action="store_false", help="omit the broken cases")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the data folders of a non-empty OUT"
+    )
+    p.set_defaults(func=_run_synthetic)
+
+
+def _run_synthetic(args: argparse.Namespace) -> int:
+    from sora_tta.data.synthetic import SyntheticConfig, make_synthetic_ucf101
+
+    try:
+        config = SyntheticConfig(
+            classes=args.classes,
+            per_class=args.per_class,
+            frames=args.frames,
+            seed=args.seed,
+            clips_per_group=args.clips_per_group,
+            width=args.width,
+            height=args.height,
+            broken=args.broken,
+        )
+        tree = make_synthetic_ucf101(args.out, config, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as err:
+        raise CommandError(str(err)) from err
+    except OSError as err:
+        raise CommandError(f"{args.out}: cannot write ({err.strerror or err})") from err
+    count = config.classes * config.per_class
+    log.info("wrote %d clips (+%d broken cases) to %s", count, len(tree.info["broken"]), args.out)
+    return 0
+
+
+def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "manifest",
+        help="select UCF-101 videos, caption them and probe them into a manifest CSV",
+        description=(
+            "Select videos of one official split/subset (all, --per-class N or --total N, "
+            "optionally at most --max-per-group K clips per group, optionally only those in "
+            "--list), caption them and check each file from its container metadata. Writes one "
+            "CSV row per selected video with status ok, too_short, unreadable, missing or "
+            "bad_size and a reason; bad files never stop the run."
+        ),
+    )
+    p.add_argument("--ucf-root", type=Path, required=True, help="folder holding <Class>/v_*.avi")
+    p.add_argument(
+        "--splits-dir", type=Path, required=True, help="folder holding classInd.txt and the lists"
+    )
+    p.add_argument(
+        "--split", type=int, choices=(1, 2, 3), default=1, help="official split (default 1)"
+    )
+    p.add_argument(
+        "--subset", choices=("test", "train"), default="test", help="subset (default test)"
+    )
+    count = p.add_mutually_exclusive_group()
+    count.add_argument(
+        "--per-class", type=positive_int, help="stratified sample: N videos per class"
+    )
+    count.add_argument(
+        "--total", type=positive_int, help="stratified sample: N videos spread over classes"
+    )
+    p.add_argument(
+        "--max-per-group", type=positive_int, help="at most K clips of the same group gNN"
+    )
+    p.add_argument(
+        "--list", type=Path, dest="list_file", help="only videos named in this file (ids or paths)"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="selection seed (default 0)")
+    p.add_argument(
+        "--caption-template",
+        default=None,
+        help="caption template with {action} and/or {class_name} (default: '{action}')",
+    )
+    p.add_argument(
+        "--caption-overrides", type=Path, help="YAML or TSV: class name or video id -> caption"
+    )
+    p.add_argument(
+        "--start-frame", type=non_negative_int, default=0, help="first frame used (default 0)"
+    )
+    p.add_argument("--num-frames", type=positive_int, default=65, help="frames used (default 65)")
+    p.add_argument(
+        "--min-frames",
+        type=positive_int,
+        help="frames a video needs to be ok (default: start frame + num frames)",
+    )
+    _add_size_check(p)
+    p.add_argument(
+        "--decode-check", action="store_true", help="also decode the needed frames (slower)"
+    )
+    p.add_argument("--jobs", type=positive_int, default=1, help="probing threads (default 1)")
+    p.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    p.set_defaults(func=_run_manifest)
+
+
+def _run_manifest(args: argparse.Namespace) -> int:
+    from sora_tta.data.captions import DEFAULT_TEMPLATE, Captioner, CaptionError, read_overrides
+    from sora_tta.data.manifest import ProbeSettings, build_manifest, write_manifest
+    from sora_tta.data.ucf101 import (
+        SelectionConfig,
+        SplitError,
+        load_split,
+        read_class_index,
+        read_list_file,
+        select_videos,
+    )
+
+    if not args.ucf_root.is_dir():
+        raise CommandError(f"{args.ucf_root}: UCF-101 video folder not found")
+    if not args.splits_dir.is_dir():
+        raise CommandError(f"{args.splits_dir}: split folder not found")
+    try:
+        classes = read_class_index(args.splits_dir / "classInd.txt")
+        entries = load_split(args.splits_dir, args.split, args.subset)
+        if args.list_file is not None:
+            entries = read_list_file(args.list_file, entries)
+        overrides = {}
+        if args.caption_overrides is not None:
+            overrides = read_overrides(args.caption_overrides, list(classes))
+        captioner = Captioner(args.caption_template or DEFAULT_TEMPLATE, overrides)
+        selection = SelectionConfig(args.per_class, args.total, args.max_per_group, args.seed)
+        chosen = select_videos(entries, selection)
+    except (SplitError, CaptionError) as err:
+        raise CommandError(str(err)) from err
+    except ValueError as err:
+        raise CommandError(f"{args.splits_dir}: {err}") from err
+    min_frames = args.min_frames or args.start_frame + args.num_frames
+    settings = ProbeSettings(min_frames, args.expected_size, args.decode_check, args.jobs)
+    frame = build_manifest(chosen, args.ucf_root, captioner, args.split, args.subset, settings)
+    try:
+        write_manifest(frame, args.out)
+    except OSError as err:
+        raise CommandError(f"{args.out}: cannot write ({err.strerror or err})") from err
+    counts = frame["status"].value_counts().to_dict()
+    log.info(
+        "%s: %d videos (%s)",
+        args.out,
+        len(frame),
+        ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+    )
+    return 0
+
+
+def _register_preprocess(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "preprocess",
+        help="cut, resize and center-crop one video into a lossless ground-truth clip",
+        description=(
+            "Decode --num-frames consecutive frames from --start-frame, resize them "
+            "(antialiased) to cover HEIGHTxWIDTH, center-crop, and store them losslessly "
+            "(FFV1 in MKV) at the source frame rate (or --fps, by nearest-frame selection). "
+            "Writes a JSON sidecar next to the clip unless --no-sidecar."
+        ),
+    )
+    p.add_argument("--input", type=Path, required=True, help="source video")
+    p.add_argument("--output", type=Path, required=True, help="clip to write (.mkv)")
+    p.add_argument(
+        "--start-frame", type=non_negative_int, default=0, help="first frame (default 0)"
+    )
+    p.add_argument(
+        "--num-frames", type=positive_int, default=65, help="frames to keep (default 65)"
+    )
+    p.add_argument(
+        "--height",
+        type=multiple_of_16,
+        default=224,
+        help="output height, multiple of 16 (default 224)",
+    )
+    p.add_argument(
+        "--width",
+        type=multiple_of_16,
+        default=288,
+        help="output width, multiple of 16 (default 288)",
+    )
+    p.add_argument(
+        "--fps", type=positive_float, help="resample time to this frame rate (default: keep)"
+    )
+    p.add_argument(
+        "--resample",
+        choices=("bicubic", "bilinear", "lanczos", "area"),
+        default="bicubic",
+        help="spatial filter (default bicubic, antialiased)",
+    )
+    _add_size_check(p)
+    p.add_argument("--sidecar", type=Path, help="JSON sidecar path (default: OUTPUT with .json)")
+    p.add_argument("--no-sidecar", action="store_true", help="do not write the JSON sidecar")
+    p.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args: argparse.Namespace) -> int:
+    from sora_tta.data.preprocess import PreprocessConfig, PreprocessError, preprocess_video
+
+    if args.output.suffix.lower() != ".mkv":
+        raise CommandError(f"{args.output}: output must be an .mkv file (FFV1 in Matroska)")
+    sidecar = None if args.no_sidecar else (args.sidecar or args.output.with_suffix(".json"))
+    config = PreprocessConfig(
+        start_frame=args.start_frame,
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        fps=args.fps,
+        resample=args.resample,
+        expected_size=args.expected_size,
+    )
+    try:
+        info = preprocess_video(args.input, args.output, config, sidecar)
+    except PreprocessError as err:
+        raise CommandError(str(err)) from err
+    except OSError as err:
+        raise CommandError(f"{args.output}: cannot write ({err.strerror or err})") from err
+    log.info(
+        "%s: %d frames %dx%d at %.3f fps",
+        args.output,
+        info["num_frames"],
+        info["width"],
+        info["height"],
+        info["fps"],
+    )
+    return 0

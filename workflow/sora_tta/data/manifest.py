@@ -1,0 +1,163 @@
+"""The manifest: one CSV row per selected video with its caption and probe status.
+
+Columns (:data:`MANIFEST_COLUMNS`): ``video_id, class_name, class_index, caption, split,
+subset, group, clip, source_path, num_frames, fps, width, height, status, reason``.
+``num_frames`` is the source frame count; ``status`` is one of
+:data:`sora_tta.data.probe.STATUSES`. A bad video never stops the run: it becomes a row
+with its status and reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sora_tta.data.captions import Captioner
+from sora_tta.data.probe import STATUSES, UCF101_SIZE, ProbeResult, probe_video
+from sora_tta.data.ucf101 import VideoEntry
+from sora_tta.io import atomic_path
+
+MANIFEST_COLUMNS = (
+    "video_id", "class_name", "class_index", "caption", "split", "subset", "group", "clip",
+    "source_path", "num_frames", "fps", "width", "height", "status", "reason",
+)  # fmt: skip
+_INT_COLUMNS = ("class_index", "split", "group", "clip")
+_OPTIONAL_INT_COLUMNS = ("num_frames", "width", "height")
+_STR_COLUMNS = ("video_id", "class_name", "caption", "subset", "source_path", "status", "reason")
+
+
+class ManifestError(ValueError):
+    """A manifest file is missing or malformed (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How each selected video is checked."""
+
+    min_frames: int = 65
+    expected_size: tuple[int, int] | None = UCF101_SIZE
+    decode_check: bool = False
+    jobs: int = 1
+
+
+def manifest_row(
+    entry: VideoEntry, probe: ProbeResult, caption: str, split: int, subset: str
+) -> dict[str, object]:
+    """One manifest row from a split entry and its probe result."""
+    return {
+        "video_id": entry.video_id,
+        "class_name": entry.class_name,
+        "class_index": entry.class_index,
+        "caption": caption,
+        "split": split,
+        "subset": subset,
+        "group": entry.group,
+        "clip": entry.clip,
+        "source_path": probe.path,
+        "num_frames": probe.num_frames,
+        "fps": probe.fps,
+        "width": probe.width,
+        "height": probe.height,
+        "status": probe.status,
+        "reason": probe.reason,
+    }
+
+
+def build_manifest(
+    entries: Iterable[VideoEntry],
+    ucf_root: str | os.PathLike[str],
+    captioner: Captioner,
+    split: int,
+    subset: str,
+    settings: ProbeSettings = ProbeSettings(),
+) -> pd.DataFrame:
+    """Probe every entry under ``ucf_root`` (``settings.jobs`` threads) and build the table."""
+    entries = list(entries)
+    paths = [os.path.join(ucf_root, entry.relpath) for entry in entries]
+
+    def probe(path: str) -> ProbeResult:
+        return probe_video(path, settings.min_frames, settings.expected_size, settings.decode_check)
+
+    if settings.jobs > 1:
+        with ThreadPoolExecutor(settings.jobs) as pool:
+            probes = list(pool.map(probe, paths))
+    else:
+        probes = [probe(path) for path in paths]
+    rows = [
+        manifest_row(entry, result, captioner(entry.class_name, entry.video_id), split, subset)
+        for entry, result in zip(entries, probes, strict=True)
+    ]
+    return _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in _INT_COLUMNS:
+        frame[column] = frame[column].astype("int64")
+    for column in _OPTIONAL_INT_COLUMNS:
+        frame[column] = frame[column].astype("Int64")
+    frame["fps"] = frame["fps"].astype("float64")
+    for column in _STR_COLUMNS:
+        frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def write_manifest(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write the manifest CSV atomically (columns in :data:`MANIFEST_COLUMNS` order first)."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"{path}: manifest lacks columns {missing}")
+    extra = [c for c in frame.columns if c not in MANIFEST_COLUMNS]
+    with atomic_path(path) as tmp:
+        frame[list(MANIFEST_COLUMNS) + extra].to_csv(tmp, index=False)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and validate a manifest CSV; ``ManifestError`` names the file and the problem.
+
+    Checks: every column of :data:`MANIFEST_COLUMNS` present, integer columns integral,
+    statuses known, ``video_id`` unique. Empty cells of strings read as ``""``, of
+    ``num_frames``/``width``/``height`` as ``<NA>`` (nullable ``Int64``), of ``fps`` as NaN.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ManifestError(f"{path}: not a readable CSV ({err})") from err
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"{path}: missing columns {missing}")
+    for column in (*_INT_COLUMNS, *_OPTIONAL_INT_COLUMNS, "fps"):
+        values = frame[column].mask(frame[column].str.strip() == "")
+        if column in _INT_COLUMNS and values.isna().any():
+            row = int(values.isna().to_numpy().argmax()) + 2
+            raise ManifestError(f"{path}:{row}: empty {column}")
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna() & values.notna()
+        if column != "fps":
+            bad |= numbers.notna() & (numbers != numbers.round())
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ManifestError(
+                f"{path}:{row + 2}: {column} {frame[column].iloc[row]!r} is not a number"
+            )
+        frame[column] = numbers
+    unknown = sorted(set(frame["status"]) - set(STATUSES))
+    if unknown:
+        raise ManifestError(f"{path}: unknown status {unknown}; expected one of {list(STATUSES)}")
+    incomplete = (frame["status"] == "ok") & frame[
+        ["num_frames", "fps", "width", "height"]
+    ].isna().any(axis=1)
+    if incomplete.any():
+        row = int(incomplete.to_numpy().argmax())
+        raise ManifestError(f"{path}:{row + 2}: status ok but num_frames/fps/width/height missing")
+    duplicated = frame["video_id"][frame["video_id"].duplicated()]
+    if not duplicated.empty:
+        raise ManifestError(f"{path}: video_id {duplicated.iloc[0]!r} appears more than once")
+    return _typed(frame)
