@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
 from sora_tta.models.loader import load_mmdit
 from sora_tta.sampling import (
     GuidanceConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from sora_tta import cli
 from sora_tta.data.synthetic import SyntheticConfig, SyntheticTree, make_synthetic_ucf101
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from sora_tta.data.manifest import read_manifest
 from sora_tta.data.preprocess import resize_cover_crop
 from sora_tta.data.synthetic import SyntheticTree

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from sora_tta.data.captions import Captioner
 from sora_tta.data.manifest import (
     MANIFEST_COLUMNS,

@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from sora_tta.data.preprocess import (
     PreprocessConfig,
     PreprocessError,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from sora_tta.data.probe import STATUSES, probe_video, riff_truncation
 from sora_tta.data.synthetic import SyntheticTree
 from sora_tta.data.video import write_lossless

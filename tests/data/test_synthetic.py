@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from sora_tta.data.synthetic import (
     BROKEN_CASES,
     SyntheticConfig,

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from sora_tta.data.ucf101 import (
     CLASS_NAMES,
     SelectionConfig,

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
 from sora_tta.models.loader import CheckpointError, load_mmdit, read_mmdit_config, save_mmdit
 from sora_tta.models.mmdit import MMDiT, mmdit_config
 

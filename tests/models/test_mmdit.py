@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+
 from sora_tta.models.layers import apply_rope, rope_tables, timestep_embedding
 from sora_tta.models.loader import load_mmdit
 from sora_tta.models.mmdit import MMDIT_PRESETS, MMDiT, MMDiTConfig, mmdit_config

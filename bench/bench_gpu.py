@@ -1,0 +1,403 @@
+"""Full-size performance of the per-video work: adaptation step, sampling step, VAE, loading.
+
+Builds the Open-Sora v2.0 MMDiT with random bf16 weights directly on the device (no
+checkpoint is needed to measure speed), then times, with CUDA events after warm-up:
+
+- one adaptation step: 9 latent frames (2,268 image + 512 text tokens at 224x288), batch 1,
+  LoRA ``attn`` preset, forward + backward + clipping + AdamW on the adapter (the real
+  objective from ``sora_tta.tta.objective``, ``continue`` mode, bf16 autocast);
+- one sampling step: 17 latent frames (4,284 + 512 tokens), the three guidance branches as one
+  batch of 3, forward only, with and without the LoRA adapters in place;
+- optionally one VAE encode of 33 frames and one decode of 17 latent frames, and loading a
+  written full-size checkpoint.
+
+Each configuration ("variant": SDPA backend, regional ``torch.compile``, gradient
+checkpointing) is timed in the same process. Achieved TFLOP/s use the FLOP model of
+``sora_tta.flops`` (see docs/performance.md). Output: a table on stdout and JSON.
+
+CPU check at reduced size (what the test runs)::
+
+    python bench/bench_gpu.py --preset tiny --device cpu --height 64 --width 80 --iters 2
+
+GPU (one call of the device tool)::
+
+    python bench/bench_gpu.py --variants eager,cudnn,compile --vae --json $OUT/gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sora_tta import sampling
+from sora_tta.flops import mmdit_flops
+from sora_tta.models.mmdit import MMDiT, MMDiTConfig, mmdit_config
+from sora_tta.tta import lora, objective
+
+# Dense bf16 tensor-core peak (datasheet, SXM parts): used for the "fraction of peak" column.
+DENSE_BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+TXT_TOKENS = 512
+
+
+@dataclass
+class Timing:
+    """Seconds per call (median over timed iterations) and what it achieved."""
+
+    name: str
+    seconds: float
+    flops: float = 0.0
+    peak_memory_gb: float = 0.0
+    samples: list[float] = field(default_factory=list)
+
+    def tflops(self) -> float:
+        return self.flops / self.seconds / 1e12 if self.flops else 0.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="opensora-v2", help="MMDiT preset (opensora-v2|tiny)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--height", type=int, default=224, help="frame height in pixels")
+    parser.add_argument("--width", type=int, default=288, help="frame width in pixels")
+    parser.add_argument("--txt-tokens", type=int, default=TXT_TOKENS)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--targets", default="attn")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument(
+        "--variants",
+        default="eager",
+        help="comma list of: eager (default SDPA), flash, cudnn, efficient, compile, ckpt",
+    )
+    parser.add_argument("--vae", action="store_true", help="also time the full-size VAE")
+    parser.add_argument(
+        "--checkpoint-load", metavar="DIR", help="write a random checkpoint there and time loading"
+    )
+    parser.add_argument("--peak-tflops", type=float, help="override the dense bf16 peak")
+    parser.add_argument("--adapt-steps", type=int, default=100, help="per-video total")
+    parser.add_argument("--sample-steps", type=int, default=25, help="per-video total")
+    parser.add_argument("--json", type=Path, help="write all figures here")
+    return parser.parse_args(argv)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(
+    fn: Callable[[], Any], device: torch.device, warmup: int, iters: int
+) -> tuple[float, list[float], float]:
+    """Median seconds of ``fn`` over ``iters`` calls after ``warmup``; peak memory in GB."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    samples = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1000)
+        else:
+            begin = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - begin)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    return sorted(samples)[len(samples) // 2], samples, peak
+
+
+def build_random_mmdit(config: MMDiTConfig, device: torch.device, seed: int = 0) -> MMDiT:
+    """The MMDiT with random bf16 weights, materialised straight on ``device``."""
+    with torch.device("meta"):
+        model = MMDiT(config)
+    model.to_empty(device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".scale"):
+                param.fill_(1.0)
+            else:
+                fan_in = param.shape[-1] if param.ndim > 1 else param.shape[0]
+                param.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
+    model.to(torch.bfloat16).requires_grad_(False).eval()
+    return model
+
+
+@contextlib.contextmanager
+def variant_context(name: str) -> Iterator[None]:
+    """SDPA backend selection for one variant (``eager``/``compile``/``ckpt`` keep the default)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }
+    if name in backends:
+        with sdpa_kernel(backends[name]):
+            yield
+    else:
+        yield
+
+
+def compile_blocks(model: MMDiT) -> None:
+    """Regional compilation: each transformer block compiled in place (one graph per block type)."""
+    for block in [*model.double_blocks, *model.single_blocks]:
+        block.compile()
+
+
+def latent_size(height: int, width: int) -> tuple[int, int]:
+    if height % 16 or width % 16:
+        raise SystemExit(f"--height/--width must be multiples of 16, got {height}x{width}")
+    return height // 8, width // 8
+
+
+def bench_adapt_step(
+    model: MMDiT, args: argparse.Namespace, device: torch.device, variant: str
+) -> Timing:
+    """Forward + backward + AdamW on the LoRA adapters, 9 latent frames, batch 1."""
+    config = model.config
+    h, w = latent_size(args.height, args.width)
+    gen = torch.Generator().manual_seed(1)
+    target = objective.AdaptationTarget(
+        x0=torch.randn(1, 16, 9, h, w, generator=gen).to(device),
+        txt=torch.randn(1, args.txt_tokens, config.context_in_dim, generator=gen).to(device),
+        y_vec=torch.randn(1, config.vec_in_dim, generator=gen).to(device),
+    )
+    spec = objective.ObjectiveSpec(mode=objective.CONTINUE, continue_frames=5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-4)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    draws = iter(lambda: objective.draw_step(spec, target, gen), None)
+
+    def step() -> None:
+        with autocast:
+            loss = objective.flow_matching_loss(model, target, next(draws))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    model.gradient_checkpointing = variant == "ckpt"
+    try:
+        with variant_context(variant):
+            seconds, samples, peak = time_call(step, device, args.warmup, args.iters)
+    finally:
+        model.gradient_checkpointing = False
+    img_tokens = 9 * (h // 2) * (w // 2)
+    flops = mmdit_flops(
+        config,
+        batch=1,
+        img_tokens=img_tokens,
+        txt_tokens=args.txt_tokens,
+        backward=True,
+        lora_rank=args.rank,
+        lora_targets=args.targets if args.targets in ("attn", "attn+mlp") else "attn",
+    )
+    return Timing("adapt_step", seconds, flops.total, peak, samples)
+
+
+def bench_sample_step(
+    model: MMDiT, args: argparse.Namespace, device: torch.device, variant: str, name: str
+) -> Timing:
+    """One guided sampling step: batch 3 (the three branches), 17 latent frames, forward only."""
+    config = model.config
+    h, w = latent_size(args.height, args.width)
+    gen = torch.Generator().manual_seed(2)
+    batch, frames = 3, 17
+    img_tokens = frames * (h // 2) * (w // 2)
+    latent = torch.randn(batch, 16, frames, h, w, generator=gen)
+    masks, masked_ref = sampling.v2v_condition(latent[:1], frames, 9)
+    inputs = {
+        "img": sampling.patchify(latent).to(device, torch.bfloat16),
+        "img_ids": sampling.make_img_ids(batch, frames, h, w, device=device),
+        "txt": torch.randn(batch, args.txt_tokens, config.context_in_dim, generator=gen).to(
+            device, torch.bfloat16
+        ),
+        "txt_ids": sampling.make_txt_ids(batch, args.txt_tokens, device=device),
+        "timesteps": torch.full((batch,), 0.7, device=device, dtype=torch.bfloat16),
+        "y_vec": torch.randn(batch, config.vec_in_dim, generator=gen).to(device, torch.bfloat16),
+        "cond": sampling.build_cond(masks, masked_ref)
+        .expand(batch, -1, -1)
+        .to(device, torch.bfloat16),
+    }
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(**inputs)
+
+    with variant_context(variant):
+        seconds, samples, peak = time_call(step, device, args.warmup, args.iters)
+    has_lora = lora.has_lora(model)
+    flops = mmdit_flops(
+        config,
+        batch=batch,
+        img_tokens=img_tokens,
+        txt_tokens=args.txt_tokens,
+        lora_rank=args.rank if has_lora else 0,
+        lora_targets="attn",
+    )
+    return Timing(name, seconds, flops.total, peak, samples)
+
+
+def bench_vae(args: argparse.Namespace, device: torch.device) -> list[Timing]:
+    """Full-size VAE (random weights): encode 33 frames, decode 17 latent frames."""
+    from sora_tta.models.vae import VideoAutoencoder, build_autoencoder, vae_config
+
+    config = vae_config("hunyuan-vae" if args.preset == "opensora-v2" else "tiny")
+    vae = VideoAutoencoder(build_autoencoder(config), config).to(device, torch.bfloat16).eval()
+    gen = torch.Generator().manual_seed(3)
+    video = (torch.rand(1, 3, 33, args.height, args.width, generator=gen) * 2 - 1).to(
+        device, torch.bfloat16
+    )
+    h, w = latent_size(args.height, args.width)
+    latent = torch.randn(1, 16, 17, h, w, generator=gen).to(device, torch.bfloat16)
+    calls = {
+        "vae_encode_33": lambda: vae.encode(video),
+        "vae_decode_17": lambda: vae.decode(latent),
+    }
+    timings = []
+    with torch.inference_mode():
+        for name, fn in calls.items():
+            seconds, samples, peak = time_call(fn, device, 1, max(2, args.iters // 3))
+            timings.append(Timing(name, seconds, 0.0, peak, samples))
+    return timings
+
+
+def bench_checkpoint_load(model: MMDiT, folder: Path, device: torch.device) -> Timing:
+    """Write ``model`` as an official-format checkpoint once, then time ``load_mmdit``."""
+    from sora_tta.models.loader import load_mmdit, save_mmdit
+
+    path = folder / "Open_Sora_v2.safetensors"
+    begin = time.perf_counter()
+    save_mmdit(model, path)
+    written = time.perf_counter() - begin
+    size_gib = path.stat().st_size / 2**30
+    print(f"wrote {path} ({size_gib:.1f} GiB) in {written:.1f} s", file=sys.stderr)
+    synchronize(device)
+    begin = time.perf_counter()
+    loaded = load_mmdit(path, device=device, dtype=torch.bfloat16)
+    synchronize(device)
+    seconds = time.perf_counter() - begin
+    del loaded
+    return Timing("checkpoint_load", seconds)
+
+
+def peak_tflops(args: argparse.Namespace, device: torch.device) -> float | None:
+    if args.peak_tflops:
+        return args.peak_tflops
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in DENSE_BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    config = mmdit_config(args.preset)
+    peak = peak_tflops(args, device)
+    begin = time.perf_counter()
+    model = build_random_mmdit(config, device)
+    build_seconds = time.perf_counter() - begin
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "frame_size": [args.height, args.width],
+        "peak_tflops": peak,
+        "build_seconds": build_seconds,
+        "variants": {},
+    }
+    compiled = False
+    for variant in args.variants.split(","):
+        if variant == "compile" and not compiled:
+            compile_blocks(model)
+            compiled = True
+        timings = [bench_sample_step(model, args, device, variant, "sample_step_base")]
+        with lora.lora_adapters(
+            model,
+            lora.LoraSpec(rank=args.rank, alpha=2 * args.rank, targets=args.targets),
+            torch.Generator().manual_seed(0),
+        ):
+            timings.append(bench_adapt_step(model, args, device, variant))
+            timings.append(bench_sample_step(model, args, device, variant, "sample_step_lora"))
+        report["variants"][variant] = [asdict(t) | {"tflops": t.tflops()} for t in timings]
+        adapt, sample = timings[1].seconds, timings[2].seconds
+        report["variants"][variant].append(
+            {
+                "name": "per_video_model_seconds",
+                "seconds": args.adapt_steps * adapt + args.sample_steps * sample,
+                "note": f"{args.adapt_steps} adaptation steps + {args.sample_steps} sampling steps",
+            }
+        )
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if args.checkpoint_load:
+        folder = Path(args.checkpoint_load)
+        report["checkpoint_load"] = asdict(bench_checkpoint_load(model, folder, device))
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if args.vae:
+        report["vae"] = [asdict(t) for t in bench_vae(args, device)]
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    peak = report["peak_tflops"]
+    lines = [
+        f"device {report['device']}, torch {report['torch']}, preset {report['preset']}, "
+        f"frames {report['frame_size'][0]}x{report['frame_size'][1]}, peak {peak} TFLOP/s",
+        f"{'variant':<10} {'measure':<24} {'seconds':>9} {'TFLOP/s':>9} {'of peak':>8} "
+        f"{'mem GB':>8}",
+    ]
+    for variant, rows in report["variants"].items():
+        for row in rows:
+            tflops = row.get("tflops", 0.0)
+            share = f"{100 * tflops / peak:7.1f}%" if peak and tflops else "       -"
+            lines.append(
+                f"{variant:<10} {row['name']:<24} {row['seconds']:9.4f} {tflops:9.1f} {share} "
+                f"{row.get('peak_memory_gb', 0.0):8.1f}"
+            )
+    for row in report.get("vae", []):
+        lines.append(
+            f"{'vae':<10} {row['name']:<24} {row['seconds']:9.4f} {'':>9} {'':>8} "
+            f"{row['peak_memory_gb']:8.1f}"
+        )
+    if "checkpoint_load" in report:
+        seconds = report["checkpoint_load"]["seconds"]
+        lines.append(f"{'load':<10} {'checkpoint_load':<24} {seconds:9.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

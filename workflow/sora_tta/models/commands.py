@@ -1,0 +1,170 @@
+"""Model subcommands: ``make-tiny-checkpoints`` and the end-to-end ``smoke`` run.
+
+Heavy imports (torch, diffusers, transformers) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sora_tta.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+SMOKE_CAPTION = "a person playing guitar"
+SMOKE_FPS = 24
+
+
+def register(subparsers: Any) -> None:
+    """Add the model subcommands to the top-level parser."""
+    tiny = subparsers.add_parser(
+        "make-tiny-checkpoints",
+        help="write the tiny seeded checkpoint family in the official layout",
+        description="Write a tiny Open-Sora v2.0 checkpoint family (MMDiT, VAE, T5, CLIP) "
+        "in the official folder layout; same seed, same bytes.",
+    )
+    tiny.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    tiny.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    tiny.set_defaults(func=make_tiny_checkpoints_command)
+
+    smoke = subparsers.add_parser(
+        "smoke",
+        help="continue a synthetic clip end to end (load, encode, sample, decode, write)",
+        description="Continue a synthetic moving-pattern clip with the checkpoints of "
+        "--checkpoint-dir: encode the first 33 frames, sample, decode, write the clip.",
+    )
+    smoke.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
+    smoke.add_argument("--frames", type=int, default=65, help="frames to generate (4k+1)")
+    smoke.add_argument("--cond-frames", type=int, default=33, help="conditioning frames (4k+1)")
+    smoke.add_argument("--height", type=int, default=64, help="frame height (multiple of 16)")
+    smoke.add_argument("--width", type=int, default=80, help="frame width (multiple of 16)")
+    smoke.add_argument("--steps", type=int, default=4, help="sampling steps (default 4)")
+    smoke.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    smoke.add_argument("--caption", default=SMOKE_CAPTION, help="caption of the prompt")
+    smoke.add_argument("--out", type=Path, default=Path("smoke.mkv"), metavar="FILE.mkv")
+    smoke.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    smoke.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, ..."
+    )
+    smoke.set_defaults(func=smoke_command)
+
+
+def make_tiny_checkpoints_command(args: argparse.Namespace) -> int:
+    """Write the tiny family into ``args.out_dir``."""
+    from sora_tta.models.tiny import FAMILY_FILE, make_tiny_checkpoints
+
+    start = time.perf_counter()
+    try:
+        description = make_tiny_checkpoints(args.out_dir, seed=args.seed)
+    except OSError as err:
+        raise CommandError(f"{args.out_dir}: cannot write the tiny checkpoints ({err})") from err
+    logger.info(
+        "wrote %d tiny checkpoint files to %s in %.1f s (see %s)",
+        len(description["sha256"]),
+        args.out_dir,
+        time.perf_counter() - start,
+        FAMILY_FILE,
+    )
+    return 0
+
+
+def synthetic_clip(num_frames: int, height: int, width: int) -> Any:
+    """A deterministic moving pattern ``(T, H, W, 3)`` uint8: drifting stripes and a square."""
+    import numpy as np
+
+    t = np.arange(num_frames, dtype=np.float32)[:, None, None]
+    y = np.arange(height, dtype=np.float32)[None, :, None]
+    x = np.arange(width, dtype=np.float32)[None, None, :]
+    red = 0.5 + 0.5 * np.sin(2 * np.pi * (x - 1.5 * t) / 24)
+    green = 0.5 + 0.5 * np.cos(2 * np.pi * (y + t) / 32)
+    side = max(height // 4, 1)
+    left = (t * 2) % max(width - side, 1)
+    top = height // 2 - side // 2
+    square = (x >= left) & (x < left + side) & (y >= top) & (y < top + side)
+    shape = (num_frames, height, width)
+    channels = [np.broadcast_to(c, shape) for c in (red, green, square.astype(np.float32))]
+    frames = np.stack(channels, axis=-1)
+    return np.round(frames * 255).astype(np.uint8)
+
+
+def smoke_command(args: argparse.Namespace) -> int:
+    """Run one continuation of a synthetic clip end to end and write it losslessly."""
+    import torch
+
+    from sora_tta.data.video import write_lossless
+    from sora_tta.models import pipeline
+    from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
+    from sora_tta.sampling import GuidanceConfig
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    try:
+        device = pipeline.resolve_device(args.device)
+        dtype = pipeline.resolve_dtype(args.dtype, device)
+        guidance = GuidanceConfig(num_steps=args.steps)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    if args.height % 16 or args.width % 16:
+        raise CommandError(
+            f"--height/--width must be multiples of 16, got {args.height}x{args.width}"
+        )
+
+    root = args.checkpoint_dir
+    try:
+        bundle = pipeline.load_models(root, device=device, dtype=dtype)
+        encoders = pipeline.load_text_encoders_from(root, device=device, dtype=dtype)
+    except (FileNotFoundError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    lap("load")
+
+    frames = synthetic_clip(args.frames, args.height, args.width)
+    try:
+        condition = pipeline.encode_condition(bundle, frames, args.cond_frames, args.frames)
+    except ValueError as err:
+        raise CommandError(f"synthetic clip: {err}") from err
+    lap("encode_video")
+
+    prompt = format_prompt(args.caption)
+    txt, y_vec = encoders.encode([prompt, NEGATIVE_PROMPT])
+    del encoders
+    lap("encode_text")
+
+    with torch.no_grad():
+        latent = pipeline.sample_continuation(
+            bundle, condition, txt[:1], y_vec[:1], txt[1:], y_vec[1:], guidance, args.seed
+        )
+        lap("sample")
+        try:
+            output = pipeline.decode_to_frames(bundle, latent)
+        except pipeline.PipelineError as err:
+            raise CommandError(f"smoke run: {err}") from err
+    lap("decode")
+    if output.shape != frames.shape:
+        raise CommandError(f"smoke run: output {output.shape} != expected {frames.shape}")
+
+    write_lossless(args.out, output, fps=SMOKE_FPS)
+    lap("write")
+    total = sum(timings.values())
+    logger.info(
+        "smoke: %s, %s; %s; total %.2f s",
+        device,
+        str(dtype).removeprefix("torch."),
+        ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items()),
+        total,
+    )
+    print(
+        f"smoke ok: {output.shape[0]} frames {args.height}x{args.width}, "
+        f"{args.steps} steps, {total:.1f} s -> {args.out}"
+    )
+    return 0
