@@ -1,0 +1,116 @@
+"""Shared helpers for the evaluation tests: synthetic clips, a local CLI, fake metric files."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sora_tta.data.video import write_lossless
+from sora_tta.evaluation import commands
+from sora_tta.evaluation.definitions import SCHEMA
+from sora_tta.io import write_json_atomic
+
+T, H, W = 65, 32, 48
+
+
+def _moving_clip(seed: int, frames: int = T) -> np.ndarray:
+    """A textured clip whose content drifts one pixel per frame (uint8, (T, H, W, 3))."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(30, 220, size=(H, W + frames, 3), dtype=np.uint8)
+    return np.stack([base[:, t : t + W] for t in range(frames)])
+
+
+def _run_cli(argv: Sequence[str]) -> int:
+    """Parse ``argv`` with only the evaluation subcommands and run the command."""
+    parser = argparse.ArgumentParser(prog="sora-tta")
+    commands.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+@pytest.fixture(scope="session")
+def write_clip():
+    """Write frames losslessly (25 fps) and return the path."""
+
+    def _write(path: Path, frames: np.ndarray) -> Path:
+        write_lossless(path, frames, fps=25)
+        return path
+
+    return _write
+
+
+def _fake_record(
+    video: str,
+    method: str,
+    cls: str,
+    values: dict[str, float | None],
+    context_values: dict[str, float] | None = None,
+    lpips_backbone: str = "alexnet",
+    context_frames: int = 33,
+    total_frames: int = 65,
+) -> dict[str, Any]:
+    """A metrics file in the schema ``sora-tta evaluate`` writes, with chosen aggregates.
+
+    Per-frame lists repeat the continuation aggregate of each metric, so per-frame
+    means equal the aggregates.
+    """
+    per_frame_names = ("psnr", "ssim", "lpips", "mse")
+
+    def segment(first: int, count: int, aggregates: dict[str, float | None]) -> dict[str, Any]:
+        per_frame = {m: [aggregates[m]] * count for m in per_frame_names if m in aggregates}
+        return {
+            "frames": list(range(first, first + count)),
+            "per_frame": per_frame,
+            "aggregates": aggregates,
+        }
+
+    context = context_values or {"psnr": 40.0, "ssim": 0.95, "lpips": 0.05}
+    return {
+        "schema": SCHEMA,
+        "video": video,
+        "method": method,
+        "class": cls,
+        "lpips_backbone": lpips_backbone,
+        "segments": {
+            "context": segment(1, context_frames, dict(context)),
+            "continuation": segment(
+                context_frames + 1, total_frames - context_frames, dict(values)
+            ),
+        },
+    }
+
+
+def _write_fake(metrics_dir: Path, record: dict[str, Any]) -> Path:
+    """Write a fake record where ``sora-tta aggregate`` expects it."""
+    path = metrics_dir / record["method"] / f"{record['video']}.json"
+    write_json_atomic(path, record)
+    return path
+
+
+@pytest.fixture(scope="session")
+def moving_clip():
+    """Factory of textured drifting clips: ``moving_clip(seed, frames=65)``."""
+    return _moving_clip
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Run an evaluation subcommand: ``cli([...argv])``."""
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def fake_record():
+    """Factory of metrics records in the ``evaluate`` schema (see ``_fake_record``)."""
+    return _fake_record
+
+
+@pytest.fixture(scope="session")
+def write_fake():
+    """Write a record to ``{metrics_dir}/{method}/{video}.json``."""
+    return _write_fake

@@ -1,0 +1,215 @@
+"""Subcommands ``evaluate``, ``aggregate`` and ``plot``.
+
+Heavy imports (torch, lpips, scikit-image, pandas, matplotlib) happen inside
+the command functions so that ``sora-tta --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from sora_tta.evaluation.definitions import CONTEXT_FRAMES, NUM_FRAMES
+
+log = logging.getLogger(__name__)
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not methods:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of methods")
+    return methods
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``evaluate``, ``aggregate`` and ``plot`` to the top-level parser."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="per-frame PSNR/SSIM/LPIPS, flicker and seam of a generated clip vs its ground truth",
+        description="Compare a generated clip with its ground-truth clip and write one JSON file.",
+    )
+    p.add_argument("--generated", required=True, help="generated clip (video.mkv)")
+    p.add_argument(
+        "--reference", required=True, help="ground-truth clip (results/clips/{video}.mkv)"
+    )
+    p.add_argument("--video-id", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--class-name", default="", help="UCF-101 class of the video")
+    p.add_argument(
+        "--out", required=True, help="output JSON (results/metrics/{method}/{video}.json)"
+    )
+    p.add_argument("--context-frames", type=_positive_int, default=CONTEXT_FRAMES)
+    p.add_argument(
+        "--num-frames", type=_positive_int, default=NUM_FRAMES, help="frames both clips must have"
+    )
+    p.add_argument(
+        "--lpips-backbone",
+        choices=("alexnet", "random"),
+        default="alexnet",
+        help="alexnet: ImageNet weights from torchvision's cache (default); random: seeded "
+        "random trunk, for tests only (marked in the output)",
+    )
+    p.add_argument("--lpips-seed", type=int, default=0, help="seed of the random LPIPS backbone")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="LPIPS device")
+    p.set_defaults(func=evaluate_command)
+
+    p = subparsers.add_parser(
+        "aggregate",
+        help="tables over all per-video metrics: long, summary, paired tests, per class, cost",
+        description="Aggregate per-video metric files into long.csv, summary.csv, paired.csv, "
+        "per_class.csv, cost.csv and summary.md.",
+    )
+    p.add_argument("--metrics-dir", required=True, help="holds {method}/{video}.json")
+    p.add_argument("--generations-dir", default=None, help="holds {method}/{video}/meta.json")
+    p.add_argument(
+        "--methods", required=True, type=_methods, help="comma-separated, baseline included"
+    )
+    p.add_argument("--baseline", default="baseline")
+    p.add_argument("--manifest", default=None, help="manifest CSV (class names, expected count)")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--bootstrap", type=_positive_int, default=10_000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(func=aggregate_command)
+
+    p = subparsers.add_parser(
+        "plot",
+        help="figures: per-frame curves, paired differences, per class, loss curves, GIF strip",
+        description="Write per_frame_{psnr,ssim,lpips}.png, paired_diff.png, per_class.png, "
+        "loss_curves.png and strip.gif.",
+    )
+    p.add_argument("--aggregate-dir", required=True, help="output folder of sora-tta aggregate")
+    p.add_argument("--generations-dir", required=True)
+    p.add_argument("--clips-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--baseline", default=None, help="default: the baseline named in paired.csv")
+    p.add_argument("--strip-videos", type=int, default=3, help="videos in strip.gif (0: none)")
+    p.add_argument("--bootstrap", type=_positive_int, default=2000, help="resamples for CI bands")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=plot_command)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Check the LPIPS weights, read both clips, compute every metric, write the JSON."""
+    from sora_tta.cli import CommandError
+    from sora_tta.data.video import VideoReadError, read_frames
+    from sora_tta.evaluation import lpips_model
+    from sora_tta.evaluation.definitions import DATA_RANGE, PSNR_CAP_DB, SCHEMA, SSIM_SETTINGS
+    from sora_tta.evaluation.metrics import evaluate_clips
+    from sora_tta.io import write_json_atomic
+
+    if not 1 <= args.context_frames <= args.num_frames - 2:
+        raise CommandError(
+            f"--context-frames {args.context_frames} must leave at least 2 of "
+            f"{args.num_frames} frames to generate"
+        )
+    # The weights are checked before any clip is read so a missing file costs nothing.
+    try:
+        device = lpips_model.resolve_device(args.device)
+        model = lpips_model.build_lpips(args.lpips_backbone, seed=args.lpips_seed)
+    except (lpips_model.LpipsWeightsError, RuntimeError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    try:
+        generated = read_frames(args.generated)
+        reference = read_frames(args.reference)
+    except VideoReadError as err:
+        raise CommandError(str(err)) from err
+    if len(generated) != args.num_frames or len(reference) != args.num_frames:
+        raise CommandError(
+            f"{args.generated} has {len(generated)} frames and {args.reference} has "
+            f"{len(reference)}; both must have {args.num_frames}"
+        )
+    if generated.shape != reference.shape:
+        raise CommandError(
+            f"{args.generated} frames are {generated.shape[2]}x{generated.shape[1]} but "
+            f"{args.reference} frames are {reference.shape[2]}x{reference.shape[1]}; "
+            "sizes must match"
+        )
+    scorer = lpips_model.LpipsScorer(model, device=device)
+    segments = evaluate_clips(generated, reference, args.context_frames, scorer)
+    record = {
+        "schema": SCHEMA,
+        "video": args.video_id,
+        "method": args.method,
+        "class": args.class_name,
+        "generated": str(args.generated),
+        "reference": str(args.reference),
+        "num_frames": int(generated.shape[0]),
+        "context_frames": args.context_frames,
+        "height": int(generated.shape[1]),
+        "width": int(generated.shape[2]),
+        "lpips_backbone": args.lpips_backbone,
+        "lpips_seed": args.lpips_seed if args.lpips_backbone == "random" else None,
+        "settings": {
+            "data_range": DATA_RANGE,
+            "psnr_cap_db": PSNR_CAP_DB,
+            "ssim": {**SSIM_SETTINGS, "channel_axis": -1},
+            "lpips": {"net": "alex", "version": "0.1", "input_range": [-1, 1], "device": device},
+        },
+        "segments": segments,
+    }
+    write_json_atomic(args.out, record)
+    cont = segments["continuation"]["aggregates"]
+    log.info(
+        "%s %s: PSNR %.2f dB, SSIM %.4f, LPIPS %.4f (%s) -> %s",
+        args.method,
+        args.video_id,
+        cont["psnr"],
+        cont["ssim"],
+        cont["lpips"],
+        args.lpips_backbone,
+        args.out,
+    )
+    return 0
+
+
+def aggregate_command(args: argparse.Namespace) -> int:
+    """Build and write all aggregate tables."""
+    from sora_tta.cli import CommandError
+    from sora_tta.evaluation.aggregate import run_aggregate
+    from sora_tta.evaluation.stats import BootstrapConfig
+    from sora_tta.evaluation.tables import AggregateConfig, AggregateError
+
+    try:
+        config = AggregateConfig(
+            methods=args.methods,
+            baseline=args.baseline,
+            bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
+        )
+        paths = run_aggregate(
+            args.metrics_dir, args.out_dir, config, args.generations_dir, args.manifest
+        )
+    except (AggregateError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    """Write all figures."""
+    from sora_tta.cli import CommandError
+    from sora_tta.evaluation.plots import run_plots
+    from sora_tta.evaluation.stats import BootstrapConfig
+    from sora_tta.evaluation.tables import AggregateError
+
+    try:
+        paths = run_plots(
+            args.aggregate_dir,
+            args.generations_dir,
+            args.clips_dir,
+            args.out_dir,
+            baseline=args.baseline,
+            bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
+            strip_videos=args.strip_videos,
+        )
+    except (AggregateError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,314 @@
+"""Loading the per-video metric files and the statistical tables built from them.
+
+The long table (one row per value) is the common input; ``per_video`` selects its
+per-video aggregates, the unit of every statistic (see ``docs/metrics.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sora_tta.evaluation.definitions import (
+    METRICS,
+    SCHEMA,
+    SEGMENT_CONTEXT,
+    SEGMENTS,
+    direction,
+)
+from sora_tta.evaluation.stats import BootstrapConfig, describe, paired_stats, verdict
+from sora_tta.io import read_json
+
+LONG_COLUMNS = ["video", "class", "method", "lpips_backbone", "segment", "metric", "frame", "value"]
+SUMMARY_COLUMNS = [
+    "method", "segment", "metric", "direction", "n", "mean", "std", "median", "ci_low", "ci_high",
+    "lpips_backbone",
+]  # fmt: skip
+PAIRED_COLUMNS = [
+    "method", "baseline", "segment", "metric", "direction", "n_method_videos", "n_baseline_videos",
+    "n_shared_videos", "n", "baseline_mean", "method_mean", "mean_diff", "std_diff", "median_diff",
+    "ci_low", "ci_high", "wins", "ties", "losses", "win_rate", "p_wilcoxon", "verdict",
+    "lpips_backbone",
+]  # fmt: skip
+PER_CLASS_COLUMNS = [
+    "class", "method", "segment", "metric", "direction", "n", "mean", "std", "n_paired",
+    "mean_diff", "diff_ci_low", "diff_ci_high", "win_rate", "p_wilcoxon",
+]  # fmt: skip
+
+
+class AggregateError(ValueError):
+    """An input of the aggregation is missing or malformed (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    """Which methods to aggregate, which one is the baseline, and the bootstrap settings."""
+
+    methods: tuple[str, ...]
+    baseline: str = "baseline"
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError("no methods given")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods repeated: {','.join(self.methods)}")
+        if self.baseline not in self.methods:
+            raise ValueError(f"baseline {self.baseline!r} is not among the methods")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Every method except the baseline, in the given order."""
+        return tuple(m for m in self.methods if m != self.baseline)
+
+
+def _metric_order(names: Iterable[str]) -> list[str]:
+    known = list(METRICS)
+    return sorted(set(names), key=lambda m: (known.index(m) if m in known else len(known), m))
+
+
+def _value(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def records_to_rows(data: dict[str, Any], path: Path) -> list[tuple[Any, ...]]:
+    """Flatten one per-video metrics file into long-table rows (``frame`` None for aggregates)."""
+    for key in ("schema", "video", "method", "segments"):
+        if key not in data:
+            raise AggregateError(f"{path}: missing key {key!r}")
+    if data["schema"] != SCHEMA:
+        raise AggregateError(f"{path}: schema {data['schema']!r}, expected {SCHEMA!r}")
+    head = (data["video"], data.get("class") or "", data["method"], data.get("lpips_backbone", ""))
+    rows: list[tuple[Any, ...]] = []
+    for segment in SEGMENTS:
+        block = data["segments"].get(segment)
+        if block is None:
+            raise AggregateError(f"{path}: missing segment {segment!r}")
+        frames = block["frames"]
+        for metric, values in block["per_frame"].items():
+            if len(values) != len(frames):
+                raise AggregateError(
+                    f"{path}: {segment}.{metric} has {len(values)} values for {len(frames)} frames"
+                )
+            rows.extend(
+                (*head, segment, metric, f, _value(v)) for f, v in zip(frames, values, strict=True)
+            )
+        rows.extend(
+            (*head, segment, metric, None, _value(v)) for metric, v in block["aggregates"].items()
+        )
+    return rows
+
+
+def collect_long_table(metrics_dir: str | os.PathLike[str], methods: Sequence[str]) -> pd.DataFrame:
+    """Read every ``{metrics_dir}/{method}/*.json`` into the long table.
+
+    Raises :class:`AggregateError` when a method has no files, or a file is
+    malformed or does not belong where it lies (video id = file stem, method = folder).
+    """
+    rows: list[tuple[Any, ...]] = []
+    for method in methods:
+        folder = Path(metrics_dir) / method
+        files = sorted(folder.glob("*.json"))
+        if not files:
+            raise AggregateError(f"{folder}: no per-video metrics files (*.json)")
+        for path in files:
+            try:
+                data = read_json(path)
+            except ValueError as err:
+                raise AggregateError(str(err)) from err
+            if not isinstance(data, dict):
+                raise AggregateError(f"{path}: expected a JSON object")
+            if data.get("video") != path.stem or data.get("method") != method:
+                raise AggregateError(
+                    f"{path}: holds video {data.get('video')!r} of method {data.get('method')!r}, "
+                    f"expected {path.stem!r} of {method!r}"
+                )
+            rows.extend(records_to_rows(data, path))
+    long = pd.DataFrame(rows, columns=LONG_COLUMNS)
+    long["frame"] = long["frame"].astype("Int64")
+    return long
+
+
+def read_manifest_classes(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Map video id to class name from the manifest CSV (columns found by common names)."""
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise AggregateError(f"{path}: cannot read manifest ({err})") from err
+    video_col = next((c for c in ("video", "video_id", "id") if c in table.columns), None)
+    class_col = next((c for c in ("class", "class_name", "label") if c in table.columns), None)
+    if video_col is None or class_col is None:
+        raise AggregateError(f"{path}: manifest needs a video column and a class column")
+    if "status" in table.columns and (table["status"] == "ok").any():
+        table = table[table["status"] == "ok"]
+    return dict(zip(table[video_col], table[class_col].fillna(""), strict=True))
+
+
+def apply_manifest(long: pd.DataFrame, classes: dict[str, str]) -> pd.DataFrame:
+    """Fill empty class names from the manifest (the metrics files' own names win)."""
+    long = long.copy()
+    missing = long["class"] == ""
+    long.loc[missing, "class"] = long.loc[missing, "video"].map(classes).fillna("")
+    return long
+
+
+def per_video(long: pd.DataFrame) -> pd.DataFrame:
+    """The aggregate rows of the long table (one value per video, method, segment, metric)."""
+    return long[long["frame"].isna()].drop(columns="frame").reset_index(drop=True)
+
+
+def lpips_backbones(long: pd.DataFrame, method: str) -> str:
+    """The LPIPS backbone(s) used for ``method`` ("alexnet", "random", joined by "+")."""
+    values = sorted(set(long.loc[long["method"] == method, "lpips_backbone"]))
+    return "+".join(v for v in values if v) or "unknown"
+
+
+def summary_table(long: pd.DataFrame, config: AggregateConfig) -> pd.DataFrame:
+    """Per method, segment and metric: n, mean, std, median and bootstrap CI of the mean."""
+    videos = per_video(long)
+    rows = []
+    for method in config.methods:
+        backbone = lpips_backbones(long, method)
+        sub = videos[videos["method"] == method]
+        for segment in SEGMENTS:
+            seg = sub[sub["segment"] == segment]
+            for metric in _metric_order(seg["metric"]):
+                values = seg.loc[seg["metric"] == metric, "value"].to_numpy()
+                rows.append(
+                    {
+                        "method": method,
+                        "segment": segment,
+                        "metric": metric,
+                        "direction": direction(metric),
+                        **describe(values, config.bootstrap),
+                        "lpips_backbone": backbone,
+                    }
+                )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _paired_values(
+    videos: pd.DataFrame, method: str, baseline: str, segment: str, metric: str
+) -> pd.DataFrame:
+    """Per-video values of ``method`` and ``baseline`` on the videos both have (inner join)."""
+    sel = videos[(videos["segment"] == segment) & (videos["metric"] == metric)]
+    base = sel[sel["method"] == baseline].set_index("video")["value"].rename("baseline")
+    other = sel[sel["method"] == method].set_index("video")[["class", "value"]]
+    return other.rename(columns={"value": "method"}).join(base, how="inner")
+
+
+def paired_rows(
+    videos: pd.DataFrame, method: str, config: AggregateConfig, segment: str, metric: str
+) -> dict[str, Any]:
+    """One paired comparison (``method - baseline``) of one metric, with counts."""
+    pairs = _paired_values(videos, method, config.baseline, segment, metric)
+    dirn = direction(metric)
+    result = paired_stats(
+        pairs["method"].to_numpy(), pairs["baseline"].to_numpy(), dirn, config.bootstrap
+    )
+    kept = pairs.dropna()
+    return {
+        "n": result.n,
+        "baseline_mean": float(kept["baseline"].mean()) if len(kept) else math.nan,
+        "method_mean": float(kept["method"].mean()) if len(kept) else math.nan,
+        "mean_diff": result.mean,
+        "std_diff": result.std,
+        "median_diff": result.median,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "wins": result.wins,
+        "ties": result.ties,
+        "losses": result.losses,
+        "win_rate": result.win_rate,
+        "p_wilcoxon": result.p_value,
+        "verdict": verdict(result, dirn),
+    }
+
+
+def _paired_metrics(videos: pd.DataFrame, segment: str) -> list[str]:
+    names = videos.loc[videos["segment"] == segment, "metric"]
+    return [m for m in _metric_order(names) if not (m in METRICS and METRICS[m].gt_only)]
+
+
+def paired_table(long: pd.DataFrame, config: AggregateConfig) -> pd.DataFrame:
+    """For every variant and metric: paired difference to the baseline over shared videos."""
+    videos = per_video(long)
+    counts = videos.groupby("method")["video"].nunique()
+    rows = []
+    for method in config.variants:
+        backbones = "+".join(
+            sorted({lpips_backbones(long, method), lpips_backbones(long, config.baseline)})
+        )
+        shared = set(videos.loc[videos["method"] == method, "video"]) & set(
+            videos.loc[videos["method"] == config.baseline, "video"]
+        )
+        for segment in SEGMENTS:
+            for metric in _paired_metrics(videos, segment):
+                rows.append(
+                    {
+                        "method": method,
+                        "baseline": config.baseline,
+                        "segment": segment,
+                        "metric": metric,
+                        "direction": direction(metric),
+                        "n_method_videos": int(counts.get(method, 0)),
+                        "n_baseline_videos": int(counts.get(config.baseline, 0)),
+                        "n_shared_videos": len(shared),
+                        **paired_rows(videos, method, config, segment, metric),
+                        "lpips_backbone": backbones,
+                    }
+                )
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def per_class_table(long: pd.DataFrame, config: AggregateConfig) -> pd.DataFrame:
+    """Per class, method and directional metric: mean and, for variants, the paired difference."""
+    videos = per_video(long)
+    rows = []
+    for cls in sorted(videos["class"].unique()):
+        in_class = videos[videos["class"] == cls]
+        for segment in SEGMENTS:
+            metrics = [m for m in _paired_metrics(in_class, segment) if direction(m) != "none"]
+            for metric in metrics:
+                for method in config.methods:
+                    sel = in_class[
+                        (in_class["method"] == method)
+                        & (in_class["segment"] == segment)
+                        & (in_class["metric"] == metric)
+                    ]
+                    values = sel["value"].to_numpy(dtype=np.float64)
+                    values = values[~np.isnan(values)]
+                    row: dict[str, Any] = {
+                        "class": cls,
+                        "method": method,
+                        "segment": segment,
+                        "metric": metric,
+                        "direction": direction(metric),
+                        "n": int(values.size),
+                        "mean": float(values.mean()) if values.size else math.nan,
+                        "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
+                    }
+                    if method != config.baseline:
+                        paired = paired_rows(in_class, method, config, segment, metric)
+                        row.update(
+                            n_paired=paired["n"],
+                            mean_diff=paired["mean_diff"],
+                            diff_ci_low=paired["ci_low"],
+                            diff_ci_high=paired["ci_high"],
+                            win_rate=paired["win_rate"],
+                            p_wilcoxon=paired["p_wilcoxon"],
+                        )
+                    rows.append(row)
+    return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
+
+
+def context_frames_of(long: pd.DataFrame) -> int:
+    frames = long.loc[(long["segment"] == SEGMENT_CONTEXT) & long["frame"].notna(), "frame"]
+    return int(frames.max()) if len(frames) else 0
