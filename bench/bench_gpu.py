@@ -34,10 +34,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from peft.helpers import disable_input_dtype_casting
 
 from sora_tta import sampling
 from sora_tta.flops import mmdit_flops
@@ -124,7 +126,7 @@ def time_call(
 def build_random_mmdit(config: MMDiTConfig, device: torch.device, seed: int = 0) -> MMDiT:
     """The MMDiT with random bf16 weights, materialised straight on ``device``."""
     with torch.device("meta"):
-        model = MMDiT(config)
+        model = MMDiT(config).to(torch.bfloat16)  # free on meta: no float32 copy on the device
     model.to_empty(device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
@@ -156,9 +158,9 @@ def variant_context(name: str) -> Iterator[None]:
 
 
 def compile_blocks(model: MMDiT) -> None:
-    """Regional compilation: each transformer block compiled in place (one graph per block type)."""
+    """Regional compilation: each transformer block compiled in place (static shapes)."""
     for block in [*model.double_blocks, *model.single_blocks]:
-        block.compile()
+        block.compile(dynamic=False)
 
 
 def latent_size(height: int, width: int) -> tuple[int, int]:
@@ -168,7 +170,12 @@ def latent_size(height: int, width: int) -> tuple[int, int]:
 
 
 def bench_adapt_step(
-    model: MMDiT, args: argparse.Namespace, device: torch.device, variant: str
+    model: MMDiT,
+    args: argparse.Namespace,
+    device: torch.device,
+    variant: str,
+    name: str = "adapt_step",
+    peft_input_cast: bool = True,
 ) -> Timing:
     """Forward + backward + AdamW on the LoRA adapters, 9 latent frames, batch 1."""
     config = model.config
@@ -199,7 +206,9 @@ def bench_adapt_step(
 
     model.gradient_checkpointing = variant == "ckpt"
     try:
-        with variant_context(variant):
+        # Without autocast (CPU) the float32 adapters need peft's input cast.
+        skip_cast = not peft_input_cast and device.type == "cuda"
+        with variant_context(variant), disable_input_dtype_casting(model, skip_cast):
             seconds, samples, peak = time_call(step, device, args.warmup, args.iters)
     finally:
         model.gradient_checkpointing = False
@@ -213,12 +222,12 @@ def bench_adapt_step(
         lora_rank=args.rank,
         lora_targets=args.targets if args.targets in ("attn", "attn+mlp") else "attn",
     )
-    return Timing("adapt_step", seconds, flops.total, peak, samples)
+    return Timing(name, seconds, flops.total, peak, samples)
 
 
 def bench_sample_step(
     model: MMDiT, args: argparse.Namespace, device: torch.device, variant: str, name: str
-) -> Timing:
+) -> tuple[Timing, torch.Tensor]:
     """One guided sampling step: batch 3 (the three branches), 17 latent frames, forward only."""
     config = model.config
     h, w = latent_size(args.height, args.width)
@@ -241,9 +250,11 @@ def bench_sample_step(
         .to(device, torch.bfloat16),
     }
 
+    outputs: list[torch.Tensor] = []
+
     def step() -> None:
         with torch.inference_mode():
-            model(**inputs)
+            outputs[:] = [model(**inputs)]
 
     with variant_context(variant):
         seconds, samples, peak = time_call(step, device, args.warmup, args.iters)
@@ -256,7 +267,20 @@ def bench_sample_step(
         lora_rank=args.rank if has_lora else 0,
         lora_targets="attn",
     )
-    return Timing(name, seconds, flops.total, peak, samples)
+    return Timing(name, seconds, flops.total, peak, samples), outputs[0].float()
+
+
+def bench_sample_lora_bf16(
+    model: MMDiT, args: argparse.Namespace, device: torch.device, variant: str
+) -> Timing:
+    """Adapted sampling step with the adapters cast to bf16 (what generation does)."""
+    with lora.adapters_cast_to(model, torch.bfloat16):
+        return bench_sample_step(model, args, device, variant, "sample_step_lora_bf16")[0]
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """``||out - ref|| / ||ref||`` (how far a variant's output is from the eager one)."""
+    return float((out - ref).norm() / ref.norm())
 
 
 def bench_vae(args: argparse.Namespace, device: torch.device) -> list[Timing]:
@@ -327,39 +351,72 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "build_seconds": build_seconds,
         "variants": {},
     }
-    compiled = False
-    for variant in args.variants.split(","):
-        if variant == "compile" and not compiled:
+    reference: torch.Tensor | None = None
+    for index, variant in enumerate(args.variants.split(",")):
+        if variant == "compile":
             compile_blocks(model)
-            compiled = True
-        timings = [bench_sample_step(model, args, device, variant, "sample_step_base")]
-        with lora.lora_adapters(
-            model,
-            lora.LoraSpec(rank=args.rank, alpha=2 * args.rank, targets=args.targets),
-            torch.Generator().manual_seed(0),
-        ):
-            timings.append(bench_adapt_step(model, args, device, variant))
-            timings.append(bench_sample_step(model, args, device, variant, "sample_step_lora"))
-        report["variants"][variant] = [asdict(t) | {"tflops": t.tflops()} for t in timings]
-        adapt, sample = timings[1].seconds, timings[2].seconds
-        report["variants"][variant].append(
+        base, output = bench_sample_step(model, args, device, variant, "sample_step_base")
+        reference = output if reference is None else reference
+        error = relative_error(output, reference)
+        rows = [asdict(base) | {"tflops": base.tflops(), "relative_error_vs_first_variant": error}]
+        report["variants"][variant] = rows
+        spec = lora.LoraSpec(rank=args.rank, alpha=2 * args.rank, targets=args.targets)
+        common = (model, args, device, variant)
+        with lora.lora_adapters(model, spec, torch.Generator().manual_seed(0)):
+            # Cheapest and crash-safe first: a compiled backward is the riskiest measurement.
+            measures = [
+                partial(bench_sample_step, *common, "sample_step_lora"),
+                partial(bench_sample_lora_bf16, *common),
+                partial(bench_adapt_step, *common, "adapt_step"),
+                partial(bench_adapt_step, *common, "adapt_step_nocast", peft_input_cast=False),
+            ]
+            if variant == "compile":
+                del measures[2]
+            for measure in measures:
+                timing = measure()
+                timing = timing[0] if isinstance(timing, tuple) else timing
+                rows.append(asdict(timing) | {"tflops": timing.tflops()})
+                checkpoint_report(report, args)
+        by_name = {row["name"]: row["seconds"] for row in rows}
+        adapt = min(v for k, v in by_name.items() if k.startswith("adapt_step"))
+        sample = min(v for k, v in by_name.items() if k.startswith("sample_step_lora"))
+        rows.append(
             {
                 "name": "per_video_model_seconds",
                 "seconds": args.adapt_steps * adapt + args.sample_steps * sample,
-                "note": f"{args.adapt_steps} adaptation steps + {args.sample_steps} sampling steps",
+                "note": f"{args.adapt_steps} adaptation steps + {args.sample_steps} sampling steps "
+                "(fastest adaptation and adapted-sampling measurement of this variant)",
             }
         )
+        checkpoint_report(report, args)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if index == 0:
+            run_extras(model, args, device, report)
+    return report
+
+
+def run_extras(
+    model: MMDiT, args: argparse.Namespace, device: torch.device, report: dict[str, Any]
+) -> None:
+    """Checkpoint loading and the VAE, measured right after the first variant."""
     if args.checkpoint_load:
         folder = Path(args.checkpoint_load)
         report["checkpoint_load"] = asdict(bench_checkpoint_load(model, folder, device))
-    del model
+        checkpoint_report(report, args)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     if args.vae:
         report["vae"] = [asdict(t) for t in bench_vae(args, device)]
-    return report
+        checkpoint_report(report, args)
+
+
+def checkpoint_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write what was measured so far (a run killed at its time limit keeps its figures)."""
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report), file=sys.stderr, flush=True)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -374,9 +431,11 @@ def format_table(report: dict[str, Any]) -> str:
         for row in rows:
             tflops = row.get("tflops", 0.0)
             share = f"{100 * tflops / peak:7.1f}%" if peak and tflops else "       -"
+            error = row.get("relative_error_vs_first_variant")
             lines.append(
                 f"{variant:<10} {row['name']:<24} {row['seconds']:9.4f} {tflops:9.1f} {share} "
                 f"{row.get('peak_memory_gb', 0.0):8.1f}"
+                + (f"  rel.err {error:.1e}" if error is not None else "")
             )
     for row in report.get("vae", []):
         lines.append(
@@ -392,9 +451,6 @@ def format_table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report))
     return 0
 

@@ -1,0 +1,148 @@
+"""The flow-matching adaptation objective: distribution, formula and the no-copy guarantee."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sora_tta import sampling
+from sora_tta.tta import objective
+from sora_tta.tta.objective import AdaptationTarget, Draw, ObjectiveSpec
+
+
+class Recorder(nn.Module):
+    """Calls the real model and keeps what it was given and what it returned."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, **kwargs: torch.Tensor) -> torch.Tensor:
+        # A leaf: the loss gradient with respect to the prediction lands in ``out.grad``.
+        out = self.model(**kwargs).detach().requires_grad_(True)
+        self.calls.append({**kwargs, "out": out})
+        return out
+
+
+def test_timesteps_follow_the_training_distribution() -> None:
+    alpha = sampling.compute_shift_alpha(6, 9)
+    t = objective.sample_timesteps(20_000, alpha, torch.Generator().manual_seed(0))
+    n = torch.randn(20_000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(t, sampling.time_shift(alpha, torch.sigmoid(n)))
+    assert float(t.min()) > 0 and float(t.max()) < 1
+    # Not uniform: the logit-normal has its mass in the middle (unshifted: alpha = 1).
+    plain = objective.sample_timesteps(20_000, 1.0, torch.Generator().manual_seed(1))
+    assert abs(float(plain.median()) - 0.5) < 0.02
+    assert float(((plain < 0.1) | (plain > 0.9)).float().mean()) < 0.06  # uniform: 0.2
+
+
+def test_velocity_is_the_time_derivative_of_the_path() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = (
+        torch.randn(2, 16, 3, 4, 4, generator=gen),
+        torch.randn(2, 16, 3, 4, 4, generator=gen),
+    )
+    t = torch.tensor([0.3, 0.8], requires_grad=True)
+    x_t, v = objective.noisy_input(x0, noise, t)
+    (jac,) = torch.autograd.grad(x_t.sum(), t)
+    assert torch.allclose(jac, v.flatten(1).sum(1), rtol=1e-5, atol=1e-3)
+    x_start, _ = objective.noisy_input(x0, noise, torch.zeros(2))
+    assert torch.allclose(x_start, x0 + objective.SIGMA_MIN * noise)
+    x_end, _ = objective.noisy_input(x0, noise, torch.ones(2))
+    assert torch.equal(x_end, noise)
+
+
+@pytest.mark.parametrize("mode", ["denoise", "continue", "mixed"])
+def test_loss_never_covers_a_clean_conditioned_frame(bundle, target, mode: str) -> None:
+    """For every draw: the frames whose clean latent is in ``cond`` carry no loss gradient.
+
+    Checked on the real model's actual inputs: the mask channel of ``cond`` says which
+    tokens are given clean, and the gradient of the loss with respect to the prediction
+    on exactly those tokens must be zero (and non-zero on every other token).
+    """
+    spec = ObjectiveSpec(mode=mode, continue_frames=5, draws_per_step=2)
+    recorder = Recorder(bundle.mmdit)
+    tokens_per_frame = target.tokens_per_frame
+    seen_modes = set()
+    for draw in objective.fixed_draws(spec, target, 6, seed=4):
+        seen_modes.add(draw.mode)
+        loss = objective.flow_matching_loss(recorder, target, draw)
+        loss.backward()
+        call = recorder.calls[-1]
+        cond, grad = call["cond"], call["out"].grad
+        given = cond[..., :4].amax(dim=-1) > 0  # mask channel, 2x2 patch = first 4 channels
+        clean = sampling.unpatchify(cond, 9, 4, 6)[:, 1:]
+        if draw.mode == "denoise":
+            assert not given.any() and torch.equal(cond, torch.zeros_like(cond))
+        else:
+            expected = torch.arange(9).repeat_interleave(tokens_per_frame) < 5
+            assert torch.equal(given, expected.expand_as(given))
+            assert torch.equal(clean[:, :, :5], target.x0.expand(2, -1, -1, -1, -1)[:, :, :5])
+            assert not clean[:, :, 5:].any()
+            # Conditioned frames enter x_t noisy, as at inference (not the clean latent).
+            x_t = sampling.unpatchify(call["img"], 9, 4, 6)
+            assert not torch.allclose(x_t[:, :, :5], target.x0[:, :, :5].expand_as(x_t[:, :, :5]))
+        assert torch.equal(grad[given], torch.zeros_like(grad[given]))
+        assert (grad[~given].abs().sum(dim=-1) > 0).all()
+    assert seen_modes == ({"denoise", "continue"} if mode == "mixed" else {mode})
+
+
+def test_conditioning_every_frame_is_refused(target) -> None:
+    with pytest.raises(ValueError, match="at least one frame must carry the loss"):
+        objective.cond_frames_for("continue", 9, 9)
+    draw = Draw(mode="continue", cond_frames=9, timesteps=torch.tensor([0.5]),
+                noise=torch.zeros(1, *target.x0.shape[1:]))  # fmt: skip
+    with pytest.raises(ValueError, match="no latent frame carries the loss"):
+        objective.flow_matching_loss(nn.Identity(), target, draw)
+
+
+def test_loss_mask_layout() -> None:
+    mask = objective.loss_token_mask(9, 6, 5)
+    assert mask.shape == (54,) and not mask[:30].any() and mask[30:].all()
+    assert objective.loss_token_mask(9, 6, 0).all()
+
+
+def test_draws_batch_equals_mean_of_single_draws(bundle, target) -> None:
+    spec = ObjectiveSpec(mode="continue", draws_per_step=3)
+    (draw,) = objective.fixed_draws(spec, target, 1, seed=7)
+    with torch.no_grad():
+        batched = float(objective.flow_matching_loss(bundle.mmdit, target, draw))
+        singles = [
+            float(objective.flow_matching_loss(bundle.mmdit, target, Draw(
+                draw.mode, draw.cond_frames, draw.timesteps[i : i + 1], draw.noise[i : i + 1])))
+            for i in range(3)
+        ]  # fmt: skip
+    assert math.isclose(batched, sum(singles) / 3, rel_tol=1e-5)
+    assert draw.noise.shape == (3, *target.x0.shape[1:]) and draw.timesteps.shape == (3,)
+
+
+def test_mixed_weights_and_reproducible_draws(target) -> None:
+    spec = ObjectiveSpec(mode="mixed", mixed_weights=(("denoise", 0.25), ("continue", 0.75)))
+    draws = objective.fixed_draws(spec, target, 400, seed=1)
+    share = sum(d.mode == "continue" for d in draws) / len(draws)
+    assert 0.68 < share < 0.82
+    again = objective.fixed_draws(spec, target, 400, seed=1)
+    assert all(
+        torch.equal(a.noise, b.noise) and a.mode == b.mode
+        for a, b in zip(draws, again, strict=True)
+    )
+    only = ObjectiveSpec(mode="mixed", mixed_weights=(("denoise", 0.0), ("continue", 1.0)))
+    assert {d.mode for d in objective.fixed_draws(only, target, 50, seed=2)} == {"continue"}
+
+
+def test_shift_uses_the_clip_size(target: AdaptationTarget) -> None:
+    assert target.latent_frames == 9 and target.tokens_per_frame == 6
+    assert target.shift_alpha() == pytest.approx(sampling.compute_shift_alpha(6, 9))
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="unknown adaptation mode"):
+        ObjectiveSpec(mode="copy")
+    with pytest.raises(ValueError, match="mixed_weights"):
+        ObjectiveSpec(mixed_weights=(("denoise", -1.0), ("continue", 1.0)))
+    with pytest.raises(ValueError, match="mixed_weights"):
+        ObjectiveSpec(mixed_weights=(("first_frame", 1.0),))

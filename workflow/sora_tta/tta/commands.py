@@ -1,0 +1,203 @@
+"""Generation subcommands: ``generate`` (one video, baseline or TTA) and ``encode-prompts``.
+
+Heavy imports (torch, peft, transformers) happen inside the command functions.
+Exit codes of ``generate``: 0 done, 1 failed (``failure.json`` written for a diverging
+adaptation), 75 (``EX_TEMPFAIL``) interrupted by SIGTERM/SIGUSR1 during adaptation with the
+resume state saved: run the same command again to resume. A signal that arrives once
+sampling has started lets the run finish (sampling and decoding take seconds; the final
+adapter is already in the resume state should the job be killed anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sora_tta.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+NEGATIVE_FILE = "negative.safetensors"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``generate`` and ``encode-prompts`` to the top-level parser."""
+    gen = subparsers.add_parser(
+        "generate",
+        help="continue one clip (baseline, or after LoRA test-time adaptation)",
+        description="Continue the first 33 frames of a clip to 65 frames. With --adapt-json, "
+        "LoRA adapters are first trained on the conditioning frames (test-time adaptation). "
+        "Writes video.mkv, meta.json, loss.csv (adapted runs) and optionally "
+        "adapter.safetensors into --out-dir. Exit 75: interrupted, state saved; rerun resumes.",
+    )
+    gen.add_argument("--clip", type=Path, required=True, help="ground-truth clip (.mkv)")
+    gen.add_argument("--video-id", required=True, help="video id (seeds depend on it)")
+    gen.add_argument("--method", required=True, help="'baseline' or the variant id")
+    gen.add_argument("--prompt-embedding", type=Path, required=True, metavar="P.safetensors")
+    gen.add_argument("--negative-embedding", type=Path, required=True, metavar="N.safetensors")
+    gen.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
+    gen.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
+    gen.add_argument(
+        "--adapt-json", type=Path, metavar="JSON", help="adaptation config (absent: baseline)"
+    )
+    gen.add_argument("--sampling-json", type=Path, metavar="JSON", help="sampling config")
+    gen.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
+    gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    gen.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
+    )
+    gen.add_argument("--no-progress", action="store_true", help="no progress bars")
+    gen.set_defaults(func=generate_command)
+
+    enc = subparsers.add_parser(
+        "encode-prompts",
+        help="encode the distinct prompts of the manifest once (T5 + CLIP)",
+        description="Encode every distinct prompt of the usable manifest rows (status ok) and "
+        "the empty negative prompt into {prompt_id}.safetensors / negative.safetensors. "
+        "Existing files are kept.",
+    )
+    enc.add_argument("--manifest", type=Path, required=True, metavar="CSV")
+    enc.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
+    enc.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
+    enc.add_argument("--fps", type=int, default=24, help="FPS in the prompt (default 24)")
+    enc.add_argument("--motion-score", type=int, default=4, help="motion score (default 4)")
+    enc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    enc.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32")
+    enc.set_defaults(func=encode_prompts_command)
+
+
+def _read_config(path: Path | None, cls: Any) -> Any:
+    from sora_tta.io import read_json
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise CommandError(f"{path}: file not found")
+    try:
+        return cls.from_dict(read_json(path), source=str(path))
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Run one video end to end (see :func:`sora_tta.tta.generate.generate`)."""
+    from sora_tta.data.video import VideoReadError
+    from sora_tta.tta.adapt import AdaptConfig
+    from sora_tta.tta.checkpoint import preemption_signals
+    from sora_tta.tta.generate import (
+        BASELINE,
+        GenerateRequest,
+        GenerationError,
+        SamplingConfig,
+        generate,
+    )
+
+    adapt_config = _read_config(args.adapt_json, AdaptConfig)
+    sampling = _read_config(args.sampling_json, SamplingConfig) or SamplingConfig()
+    if adapt_config is None and args.method != BASELINE:
+        logger.warning("method %r without --adapt-json: running the baseline", args.method)
+    request = GenerateRequest(
+        clip=args.clip,
+        video_id=args.video_id,
+        method=args.method,
+        prompt_embedding=args.prompt_embedding,
+        negative_embedding=args.negative_embedding,
+        checkpoint_dir=args.checkpoint_dir,
+        out_dir=args.out_dir,
+        adapt=adapt_config,
+        sampling=sampling,
+        seed=args.seed,
+        save_adapter=args.save_adapter,
+        device=args.device,
+        dtype=args.dtype,
+        progress=not args.no_progress,
+    )
+    try:
+        with preemption_signals() as stop:
+            meta = generate(request, stop=stop)
+    except GenerationError as err:
+        raise CommandError(str(err), exit_code=err.exit_code) from err
+    except (VideoReadError, FileNotFoundError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    loss = meta["final_loss"]
+    logger.info(
+        "%s %s: done in %.1f s (%s)%s -> %s",
+        args.method,
+        args.video_id,
+        meta["timings"]["total"],
+        ", ".join(f"{k} {v:.1f} s" for k, v in meta["timings"].items() if k != "total"),
+        "" if loss is None else f", final loss {loss:.4f}",
+        args.out_dir,
+    )
+    return 0
+
+
+def prompt_files_for_manifest(
+    manifest: Any, fps: int = 24, motion_score: int = 4
+) -> dict[str, str]:
+    """Map each usable video (``status == "ok"``) of a manifest DataFrame to its prompt id.
+
+    The prompt file of a video is ``{prompt_id}.safetensors`` in the prompt folder; the
+    negative prompt is always ``negative.safetensors``.
+    """
+    from sora_tta.models.text import format_prompt, prompt_id
+
+    rows = manifest[manifest["status"] == "ok"]
+    return {
+        str(video): prompt_id(format_prompt(str(caption), fps, motion_score))
+        for video, caption in zip(rows["video_id"], rows["caption"], strict=True)
+    }
+
+
+def encode_prompts_command(args: argparse.Namespace) -> int:
+    """Encode the manifest's distinct prompts (and the negative prompt) that are not cached."""
+    from sora_tta.data.manifest import ManifestError, read_manifest
+    from sora_tta.models import pipeline
+    from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, save_prompt_embedding
+
+    try:
+        manifest = read_manifest(args.manifest)
+    except ManifestError as err:
+        raise CommandError(str(err)) from err
+    usable = manifest[manifest["status"] == "ok"]
+    empty = usable[usable["caption"].str.strip() == ""]
+    if len(empty):
+        raise CommandError(
+            f"{args.manifest}: empty caption for usable videos {list(empty['video_id'])[:5]}"
+        )
+    mapping = prompt_files_for_manifest(manifest, args.fps, args.motion_score)
+    prompts = {
+        mapping[str(video)]: format_prompt(str(caption), args.fps, args.motion_score)
+        for video, caption in zip(usable["video_id"], usable["caption"], strict=True)
+    }
+    wanted = {f"{pid}.safetensors": text for pid, text in prompts.items()}
+    wanted[NEGATIVE_FILE] = NEGATIVE_PROMPT
+    todo = {name: text for name, text in wanted.items() if not (args.out_dir / name).is_file()}
+    logger.info(
+        "%d distinct prompts (+ negative) for %d videos; %d to encode",
+        len(prompts),
+        len(usable),
+        len(todo),
+    )
+    if not todo:
+        return 0
+    try:
+        device = pipeline.resolve_device(args.device)
+        dtype = pipeline.resolve_dtype(args.dtype, device)
+        start = time.perf_counter()
+        encoders = pipeline.load_text_encoders_from(args.checkpoint_dir, device=device, dtype=dtype)
+    except (FileNotFoundError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    for name, text in sorted(todo.items()):
+        txt, y_vec = encoders.encode([text])
+        save_prompt_embedding(args.out_dir / name, text, txt.float(), y_vec.float())
+        logger.debug("%s <- %s", name, json.dumps(text))
+    logger.info(
+        "encoded %d prompts in %.1f s -> %s", len(todo), time.perf_counter() - start, args.out_dir
+    )
+    return 0
