@@ -97,7 +97,7 @@ def smoke_command(args: argparse.Namespace) -> int:
 
     from sora_tta.data.video import write_lossless
     from sora_tta.models import pipeline
-    from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
+    from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
     from sora_tta.sampling import GuidanceConfig
 
     timings: dict[str, float] = {}

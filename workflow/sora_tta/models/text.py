@@ -7,7 +7,6 @@ The encoders are only needed to turn each distinct prompt into ``txt`` (T5 hidde
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -21,14 +20,24 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from sora_tta.io import atomic_path
+from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt, prompt_id
+
+__all__ = [
+    "NEGATIVE_PROMPT",
+    "PromptEmbeddingError",
+    "TextEncoderError",
+    "TextEncoders",
+    "format_prompt",
+    "load_prompt_embedding",
+    "load_text_encoders",
+    "prompt_id",
+    "save_prompt_embedding",
+]
 
 logger = logging.getLogger(__name__)
 
-NEGATIVE_PROMPT = ""
 T5_MAX_LENGTH = 512
 CLIP_MAX_LENGTH = 77
-DEFAULT_FPS = 24
-DEFAULT_MOTION_SCORE = 4
 
 
 class TextEncoderError(ValueError):
@@ -37,28 +46,6 @@ class TextEncoderError(ValueError):
 
 class PromptEmbeddingError(ValueError):
     """A prompt-embedding file is missing or malformed."""
-
-
-def format_prompt(
-    caption: str, fps: int = DEFAULT_FPS, motion_score: int = DEFAULT_MOTION_SCORE
-) -> str:
-    """Prompt text as the reference builds it from a caption.
-
-    The caption (trailing whitespace removed) gets a final period if it has none, then
-    ``" {fps} FPS."`` and ``" {motion_score} motion score."``. The negative prompt is
-    :data:`NEGATIVE_PROMPT`, used without these suffixes.
-    """
-    text = caption.rstrip()
-    if not text:
-        raise ValueError("format_prompt: empty caption")
-    if not text.endswith("."):
-        text += "."
-    return f"{text} {fps} FPS. {motion_score} motion score."
-
-
-def prompt_id(prompt: str) -> str:
-    """Stable file name stem of a prompt: the first 16 hex digits of its SHA-1."""
-    return hashlib.sha1(prompt.encode()).hexdigest()[:16]
 
 
 @dataclass

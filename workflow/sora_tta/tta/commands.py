@@ -145,7 +145,7 @@ def prompt_files_for_manifest(
     The prompt file of a video is ``{prompt_id}.safetensors`` in the prompt folder; the
     negative prompt is always ``negative.safetensors``.
     """
-    from sora_tta.models.text import format_prompt, prompt_id
+    from sora_tta.prompts import format_prompt, prompt_id
 
     rows = manifest[manifest["status"] == "ok"]
     return {
@@ -158,7 +158,8 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
     """Encode the manifest's distinct prompts (and the negative prompt) that are not cached."""
     from sora_tta.data.manifest import ManifestError, read_manifest
     from sora_tta.models import pipeline
-    from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, save_prompt_embedding
+    from sora_tta.models.text import save_prompt_embedding
+    from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
 
     try:
         manifest = read_manifest(args.manifest)
