@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,22 +26,6 @@ from sora_tta.sampling import (
     unpatchify,
     v2v_condition,
 )
-
-
-def _fixtures_dir() -> Path:
-    # Same resolution as tests/models/conftest.py (not visible from this folder).
-    override = os.environ.get("SORA_TTA_REFERENCE_DIR")
-    repo_root = Path(__file__).resolve().parents[1]
-    base = Path(override) if override else repo_root / ".." / "shared" / "reference"
-    fixtures = (base / "fixtures").resolve()
-    if not fixtures.is_dir():
-        pytest.fail(f"golden fixtures not found at {fixtures}; set SORA_TTA_REFERENCE_DIR")
-    return fixtures
-
-
-@pytest.fixture(scope="module")
-def fixtures_dir() -> Path:
-    return _fixtures_dir()
 
 
 @pytest.fixture(scope="module")

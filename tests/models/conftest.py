@@ -1,13 +1,11 @@
-"""Shared fixtures for the model tests: the Open-Sora v2.0 golden fixtures.
+"""Shared fixtures for the model tests: the Open-Sora v2.0 golden fixtures, read.
 
-The reference folder is ``<repo>/../shared/reference`` (it holds ``README.md`` and
-``fixtures/``); set ``SORA_TTA_REFERENCE_DIR`` to the reference folder to override.
+``fixtures_dir`` and ``tiny_ckpt_dir`` come from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,22 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_PREFIX = "weights/"
 INPUT_PREFIX = "input/"
-
-
-def reference_fixtures_dir() -> Path:
-    """The golden-fixture folder; fails the test with a hint when it is absent."""
-    override = os.environ.get("SORA_TTA_REFERENCE_DIR")
-    base = Path(override) if override else REPO_ROOT / ".." / "shared" / "reference"
-    fixtures = (base / "fixtures").resolve()
-    if not fixtures.is_dir():
-        pytest.fail(
-            f"golden fixtures not found at {fixtures}; set SORA_TTA_REFERENCE_DIR to the "
-            "reference folder that holds fixtures/"
-        )
-    return fixtures
 
 
 def read_fixture(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -50,12 +34,6 @@ def write_stripped_checkpoint(fixture: Path, out: Path) -> Path:
     }
     save_file(weights, out, metadata={"config": metadata["config"]})
     return out
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    """Path of the golden fixtures folder."""
-    return reference_fixtures_dir()
 
 
 @pytest.fixture(scope="session")

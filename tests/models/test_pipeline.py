@@ -14,17 +14,14 @@ from sora_tta.data.video import read_frames
 from sora_tta.models import pipeline
 from sora_tta.models.commands import synthetic_clip
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
-from sora_tta.models.tiny import make_tiny_checkpoints
 from sora_tta.sampling import GuidanceConfig
 
 SMOKE_LIMIT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ckpts")
-    make_tiny_checkpoints(root, seed=0)
-    return root
+def checkpoint_dir(tiny_ckpt_dir: Path) -> Path:
+    return tiny_ckpt_dir
 
 
 @pytest.fixture(scope="module")

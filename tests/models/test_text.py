@@ -22,16 +22,13 @@ from sora_tta.models.text import (
     quiet_transformers,
     save_prompt_embedding,
 )
-from sora_tta.models.tiny import make_tiny_checkpoints
 
 PROMPT = "a person playing guitar. 24 FPS. 4 motion score."
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> CheckpointLayout:
-    root = tmp_path_factory.mktemp("tiny_family")
-    make_tiny_checkpoints(root, seed=0)
-    return CheckpointLayout(root)
+def layout(tiny_ckpt_dir: Path) -> CheckpointLayout:
+    return CheckpointLayout(tiny_ckpt_dir)
 
 
 @pytest.fixture(scope="module")

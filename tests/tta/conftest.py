@@ -7,7 +7,6 @@ run the real loaders, encoders, sampler and peft on CPU-sized models.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,34 +18,10 @@ from sora_tta.data.video import write_lossless
 from sora_tta.models import pipeline
 from sora_tta.models.commands import synthetic_clip
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, prompt_id, save_prompt_embedding
-from sora_tta.models.tiny import make_tiny_checkpoints
 from sora_tta.tta.objective import AdaptationTarget
 
 HEIGHT, WIDTH = 32, 48
 CAPTION = "a person playing guitar"
-
-
-@pytest.fixture(scope="session")
-def mmdit_keys_file() -> Path:
-    """The key manifest of the official checkpoint (``SORA_TTA_REFERENCE_DIR`` overrides)."""
-    override = os.environ.get("SORA_TTA_REFERENCE_DIR")
-    base = (
-        Path(override)
-        if override
-        else Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
-    )
-    path = (base / "fixtures" / "opensora_v2_mmdit_keys.json").resolve()
-    if not path.is_file():
-        pytest.fail(f"{path} not found; set SORA_TTA_REFERENCE_DIR to the reference folder")
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny checkpoint family in the official layout."""
-    out = tmp_path_factory.mktemp("tiny_ckpts")
-    make_tiny_checkpoints(out, seed=0)
-    return out
 
 
 @pytest.fixture(scope="session")
