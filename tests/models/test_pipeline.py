@@ -67,18 +67,6 @@ def test_frame_conversion_errors() -> None:
         pipeline.tensor_to_frames(torch.zeros(2, 3, 1, 4, 4))
 
 
-def test_resolve_device_and_dtype() -> None:
-    assert pipeline.resolve_device("cpu") == torch.device("cpu")
-    assert pipeline.resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert pipeline.resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
-    assert pipeline.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(ValueError, match="unknown dtype"):
-        pipeline.resolve_dtype("float8", torch.device("cpu"))
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            pipeline.resolve_device("cuda")
-
-
 def test_make_noise_is_seeded() -> None:
     first = pipeline.make_noise((1, 16, 3, 4, 4), seed=7)
     assert first.dtype == torch.float32 and first.shape == (1, 16, 3, 4, 4)

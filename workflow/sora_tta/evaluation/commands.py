@@ -100,6 +100,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """Check the LPIPS weights, read both clips, compute every metric, write the JSON."""
     from sora_tta.cli import CommandError
     from sora_tta.data.video import VideoReadError, read_frames
+    from sora_tta.devices import resolve_device
     from sora_tta.evaluation import lpips_model
     from sora_tta.evaluation.definitions import DATA_RANGE, PSNR_CAP_DB, SCHEMA, SSIM_SETTINGS
     from sora_tta.evaluation.metrics import evaluate_clips
@@ -112,7 +113,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         )
     # The weights are checked before any clip is read so a missing file costs nothing.
     try:
-        device = lpips_model.resolve_device(args.device)
+        device = str(resolve_device(args.device))
         model = lpips_model.build_lpips(args.lpips_backbone, seed=args.lpips_seed)
     except (lpips_model.LpipsWeightsError, RuntimeError, ValueError) as err:
         raise CommandError(str(err)) from err

@@ -139,14 +139,3 @@ class LpipsScorer:
             out = self.model(self._to_tensor(a[start:stop]), self._to_tensor(b[start:stop]))
             values.append(out.reshape(-1).double().cpu().numpy())
         return np.concatenate(values)
-
-
-def resolve_device(device: str) -> str:
-    """Map ``auto`` to ``cuda`` when available, else ``cpu``; validate explicit choices."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
-    return device

@@ -96,6 +96,7 @@ def smoke_command(args: argparse.Namespace) -> int:
     import torch
 
     from sora_tta.data.video import write_lossless
+    from sora_tta.devices import resolve_device, resolve_dtype
     from sora_tta.models import pipeline
     from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
     from sora_tta.sampling import GuidanceConfig
@@ -110,8 +111,8 @@ def smoke_command(args: argparse.Namespace) -> int:
         clock = now
 
     try:
-        device = pipeline.resolve_device(args.device)
-        dtype = pipeline.resolve_dtype(args.dtype, device)
+        device = resolve_device(args.device)
+        dtype = resolve_dtype(args.dtype, device)
         guidance = GuidanceConfig(num_steps=args.steps)
     except ValueError as err:
         raise CommandError(str(err)) from err

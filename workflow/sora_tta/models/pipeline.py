@@ -30,14 +30,6 @@ from sora_tta.sampling import (
 
 NUM_FRAMES = 65
 NUM_COND_FRAMES = 33
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 
 
 class PipelineError(RuntimeError):
@@ -90,28 +82,6 @@ class V2VCondition(NamedTuple):
     masks: torch.Tensor
     masked_ref: torch.Tensor
     latent_shape: tuple[int, int, int, int, int]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` (bfloat16 on CUDA, float32 on CPU) or a name in :data:`DTYPES`."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dtype {name!r}; choose auto or one of {sorted(DTYPES)}"
-        ) from None
 
 
 def load_models(

@@ -157,6 +157,7 @@ def prompt_files_for_manifest(
 def encode_prompts_command(args: argparse.Namespace) -> int:
     """Encode the manifest's distinct prompts (and the negative prompt) that are not cached."""
     from sora_tta.data.manifest import ManifestError, read_manifest
+    from sora_tta.devices import resolve_device, resolve_dtype
     from sora_tta.models import pipeline
     from sora_tta.models.text import save_prompt_embedding
     from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
@@ -188,8 +189,8 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
     if not todo:
         return 0
     try:
-        device = pipeline.resolve_device(args.device)
-        dtype = pipeline.resolve_dtype(args.dtype, device)
+        device = resolve_device(args.device)
+        dtype = resolve_dtype(args.dtype, device)
         start = time.perf_counter()
         encoders = pipeline.load_text_encoders_from(args.checkpoint_dir, device=device, dtype=dtype)
     except (FileNotFoundError, ValueError) as err:

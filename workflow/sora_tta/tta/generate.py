@@ -36,6 +36,7 @@ import torch
 from safetensors.torch import save_file
 
 from sora_tta.data.video import read_frames, write_lossless
+from sora_tta.devices import resolve_device, resolve_dtype
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
 from sora_tta.models import pipeline
 from sora_tta.models.text import load_prompt_embedding
@@ -271,8 +272,8 @@ def generate(
 
     tick = time.perf_counter()
     if bundle is None:
-        device = pipeline.resolve_device(request.device)
-        dtype = pipeline.resolve_dtype(request.dtype, device)
+        device = resolve_device(request.device)
+        dtype = resolve_dtype(request.dtype, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         bundle = pipeline.load_models(request.checkpoint_dir, device=device, dtype=dtype)
