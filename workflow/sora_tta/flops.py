@@ -69,8 +69,8 @@ def per_sample_linear_flops(config: MMDiTConfig) -> int:
     """Forward FLOPs of the layers applied once per sample (conditioning vector path)."""
     h = config.hidden_size
     embed = _linear(256, h) + _linear(h, h) + _linear(config.vec_in_dim, h) + _linear(h, h)
-    modulation = (
-        config.depth * 2 * _linear(h, 6 * h) + config.depth_single_blocks * _linear(h, 3 * h)
+    modulation = config.depth * 2 * _linear(h, 6 * h) + config.depth_single_blocks * _linear(
+        h, 3 * h
     )
     return embed + modulation + _linear(h, 2 * h)
 
