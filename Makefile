@@ -1,0 +1,53 @@
+# make demo  - set up .venv (once) and run the embedded demo + its report on the CPU
+# make test  - set up .venv (once) and run the test suite
+# make lint  - ruff, snakefmt --check, snakemake --lint
+# make rulegraph - regenerate docs/rulegraph.{dot,svg} (Graphviz `dot`)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sora-tta-installed
+CORES ?= 2
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+SNAKEFILES := Snakefile $(wildcard workflow/rules/*.smk)
+# Jobs call `sora-tta` from the environment's bin folder.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup demo report test lint rulegraph clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(TORCH_PINS)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	@echo "report: results/report.html"
+
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
+
+# pytest exits 5 when it collected no tests: that is a failure here.
+test: $(STAMP)
+	$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check $(SNAKEFILES)
+	$(BIN)/snakemake --lint --cores 1
+
+# The rule graph is complete once the manifest checkpoint has run: run the demo first.
+rulegraph: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --quiet all
+	$(BIN)/snakemake --rulegraph > docs/rulegraph.dot
+	dot -Tsvg docs/rulegraph.dot -o docs/rulegraph.svg
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,303 @@
+"""Unit tests of sora_tta.workflow_config: validation messages, resources, preflight."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sora_tta import workflow_config as wc
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = wc.load_schema()
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_shipped_configs_are_valid(name):
+    assert wc.config_problems(load(name), SCHEMA, wc.DEFAULT_RULE_RESOURCES) == []
+
+
+def test_real_config_carries_the_study_settings():
+    config = load("config.yaml")
+    sampling, adapt = config["sampling"], config["adapt"]
+    assert (sampling["height"], sampling["width"], sampling["num_steps"]) == (224, 288, 25)
+    assert (sampling["guidance"], sampling["guidance_img"]) == (7.5, 3.0)
+    assert (adapt["rank"], adapt["alpha"], adapt["lr"]) == (16, 32.0, 2e-4)
+    assert (adapt["steps"], adapt["warmup_steps"]) == (100, 5)
+    assert config["evaluation"]["lpips_backbone"] == "alexnet"
+    assert config["resources"]["gpu"] == 1
+    assert load("demo.yaml")["evaluation"]["lpips_backbone"] == "random"
+    assert load("demo.yaml")["resources"]["gpu"] == 0
+
+
+def test_schema_defaults_match_adapt_config():
+    adapt = pytest.importorskip("sora_tta.tta.adapt")
+    generate = pytest.importorskip("sora_tta.tta.generate")
+    props = SCHEMA["properties"]
+    defaults = {k: p["default"] for k, p in props["adapt"]["properties"].items()}
+    assert set(defaults) == set(adapt.AdaptConfig().to_dict())
+    sampling = {k: props["sampling"]["properties"][k]["default"] for k in wc.SAMPLING_JSON_KEYS}
+    assert sampling == generate.SamplingConfig().to_dict()
+
+
+def mutate(path: str, value):
+    config = load("config.yaml")
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("adapt.lr", -1, "adapt.lr: -1 is less than or equal to the minimum of 0"),
+        ("adapt.rank", "16", "adapt.rank: '16' is not of type 'integer' (LoRA rank)"),
+        ("adapt.mode", "copy", "adapt.mode: 'copy' is not one of ['denoise', 'continue', 'mixed']"),
+        ("adapt.betas", [0.9], "adapt.betas: [0.9] is too short"),
+        ("adapt.warmup_steps", 500, "adapt: warmup_steps (500) must not exceed steps (100)"),
+        ("sampling.height", 100, "sampling.height: 100 is not a multiple of 16"),
+        ("sampling.num_frames", 64, "sampling.num_frames: must be 4k + 1"),
+        ("sampling.num_cond_frames", 65, "sampling.num_cond_frames (65) must be below num_frames"),
+        ("sampling.guidance", "high", "sampling.guidance: 'high' is not of type 'number'"),
+        ("selection.split", 4, "selection.split: 4 is not one of [1, 2, 3]"),
+        ("selection.per_class", 2, "selection: per_class and total are exclusive"),
+        ("selection.expected_size", "320", "selection.expected_size: '320' does not match"),
+        ("evaluation.lpips_backbone", "vgg", "evaluation.lpips_backbone: 'vgg' is not one of"),
+        ("data.ucf_root", KeyError, "data.ucf_root: required (or set data.synthetic"),
+        ("resources.gpu", -1, "resources.gpu: -1 is less than the minimum of 0"),
+        ("resources.rules.generate_tta", {"runtime": 0}, "resources.rules.generate_tta.runtime"),
+        (
+            "resources.rules.generate",
+            {"runtime": 5},
+            "resources.rules: unknown rule(s) ['generate']",
+        ),
+        ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: alpha, betas"),
+        ("samplng", {}, "(top level): unknown key(s) 'samplng'"),
+        ("variants.grids", {"g": {"fixed": {}}}, "variants.grids.g: 'axes' is a required property"),
+    ],
+)
+def test_every_invalid_value_gets_a_clear_message(path, value, expected):
+    problems = wc.config_problems(mutate(path, value), SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    assert any(expected in p for p in problems), problems
+
+
+def test_all_problems_are_reported_at_once():
+    config = mutate("adapt.lr", -1)
+    config["sampling"]["num_steps"] = 0
+    config["evaluation"]["device"] = "tpu"
+    with pytest.raises(wc.ConfigError) as info:
+        wc.check_config(config, SCHEMA, source="my.yaml")
+    message = str(info.value)
+    assert "invalid configuration (my.yaml), 3 problem(s)" in message
+    for key in ("adapt.lr", "sampling.num_steps", "evaluation.device"):
+        assert key in message
+
+
+def test_synthetic_data_excludes_explicit_paths():
+    config = load("demo.yaml")
+    config["data"]["ucf_root"] = "data/UCF-101"
+    problems = wc.config_problems(config, SCHEMA)
+    assert problems == [
+        "data.ucf_root: leave unset with data.synthetic (the synthetic set defines it)"
+    ]
+
+
+def test_rule_resources_merge_defaults_and_overrides():
+    config = {"resources": {"rules": {"generate_tta": {"runtime": 240}}}}
+    tta = wc.rule_resources(config, "generate_tta")
+    assert tta.runtime == 240
+    assert tta.mem_mb == wc.DEFAULT_RULE_RESOURCES["generate_tta"].mem_mb
+    assert wc.rule_resources({}, "evaluate") == wc.DEFAULT_RULE_RESOURCES["evaluate"]
+
+
+def test_paths_and_manifest_options():
+    demo = load("demo.yaml")
+    paths = wc.data_paths(demo)
+    assert paths.ucf_root == "results/demo/ucf101/UCF-101"
+    assert paths.splits_dir == "results/demo/ucf101/ucfTrainTestlist"
+    real = load("config.yaml")
+    assert wc.split_list_files(real) == [
+        "data/ucfTrainTestlist/classInd.txt",
+        "data/ucfTrainTestlist/testlist01.txt",
+    ]
+    assert wc.manifest_options(real) == "--total 100 --max-per-group 1"
+    real["selection"]["caption_overrides"] = "my captions.yaml"
+    assert "--caption-overrides 'my captions.yaml'" in wc.manifest_options(real)
+    ckpt = wc.checkpoint_paths(real)
+    assert ckpt.mmdit == "ckpts/Open_Sora_v2.safetensors"
+    assert ckpt.clip == "ckpts/openai/clip-vit-large-patch14"
+
+
+def make_checkpoint_tree(root: Path) -> None:
+    (root / "google/t5-v1_1-xxl").mkdir(parents=True)
+    (root / "openai/clip-vit-large-patch14").mkdir(parents=True)
+    for name in (
+        "Open_Sora_v2.safetensors",
+        "hunyuan_vae.safetensors",
+        "google/t5-v1_1-xxl/config.json",
+        "google/t5-v1_1-xxl/pytorch_model.bin",
+        "google/t5-v1_1-xxl/spiece.model",
+        "openai/clip-vit-large-patch14/config.json",
+        "openai/clip-vit-large-patch14/model.safetensors",
+        "openai/clip-vit-large-patch14/vocab.json",
+        "openai/clip-vit-large-patch14/merges.txt",
+    ):
+        (root / name).write_bytes(b"x")
+
+
+def real_config(tmp_path: Path) -> dict:
+    config = copy.deepcopy(load("config.yaml"))
+    config["data"] = {"ucf_root": str(tmp_path / "UCF-101"), "splits_dir": str(tmp_path / "splits")}
+    config["checkpoints"] = {"dir": str(tmp_path / "ckpts")}
+    return config
+
+
+def test_preflight_lists_everything_missing_in_one_message(tmp_path):
+    config = real_config(tmp_path)
+    lpips = str(tmp_path / "torch/hub/checkpoints/alexnet-owt-7be5be79.pth")
+    missing = wc.missing_requirements(wc.required_files(config, lpips_path=lambda: lpips))
+    message = wc.preflight_message(missing, "config/config.yaml")
+    assert message.startswith("preflight: 12 required file(s) missing for config/config.yaml")
+    for needle in (
+        "UCF-101 video folder",
+        "splits/classInd.txt",
+        "splits/testlist01.txt",
+        "ckpts/Open_Sora_v2.safetensors",
+        "ckpts/hunyuan_vae.safetensors",
+        "T5 text encoder weights",
+        "t5-v1_1-xxl/tokenizer.json or",
+        "CLIP text encoder tokenizer",
+        "clip-vit-large-patch14/vocab.json + ",
+        "alexnet-owt-7be5be79.pth",
+    ):
+        assert needle in message
+
+
+def test_preflight_passes_when_everything_exists(tmp_path):
+    config = real_config(tmp_path)
+    make_checkpoint_tree(tmp_path / "ckpts")
+    (tmp_path / "UCF-101").mkdir()
+    (tmp_path / "splits").mkdir()
+    for name in ("classInd.txt", "testlist01.txt"):
+        (tmp_path / "splits" / name).write_text("")
+    lpips = tmp_path / "alexnet.pth"
+    lpips.write_bytes(b"x")
+    reqs = wc.required_files(config, lpips_path=lambda: str(lpips))
+    assert wc.missing_requirements(reqs) == []
+    # one half of a two-file tokenizer is not a tokenizer
+    (tmp_path / "ckpts/openai/clip-vit-large-patch14/merges.txt").unlink()
+    missing = wc.missing_requirements(reqs)
+    assert [r.what for r in missing] == ["CLIP text encoder tokenizer"]
+
+
+def test_preflight_scopes_and_demo(tmp_path):
+    config = real_config(tmp_path)
+    smoke = wc.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
+    assert {r.what.split()[0] for r in smoke} == {"Open-Sora", "HunyuanVideo", "T5", "CLIP"}
+    # the demo builds its data and checkpoints itself and needs no LPIPS weights
+    assert wc.required_files(load("demo.yaml"), lpips_path=lambda: pytest.fail("asked")) == []
+
+
+def test_methods_rows_and_tsv():
+    from sora_tta.variants import expand_variants
+
+    variants = expand_variants({"named": {"a": {"rank": 4}}}, {"rank": 16, "lr": 1e-3})
+    rows = wc.methods_rows(variants)
+    assert rows[0]["method"] == "baseline"
+    assert rows[1] == {
+        "method": variants[0].method_id,
+        "name": "a",
+        "changed": '{"rank":4}',
+        "parameters": '{"lr":0.001,"rank":4}',
+    }
+    text = wc.rows_to_tsv(rows)
+    assert text.splitlines()[0] == "method\tname\tchanged\tparameters"
+    assert len(text.splitlines()) == 3
+
+
+def test_check_smoke_clips(tmp_path):
+    np = pytest.importorskip("numpy")
+    video = pytest.importorskip("sora_tta.data.video")
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.mkv"
+    video.write_lossless(good, rng.integers(0, 255, (5, 16, 32, 3), dtype=np.uint8), fps=24)
+    flat = tmp_path / "flat.mkv"
+    video.write_lossless(flat, np.zeros((5, 16, 32, 3), dtype=np.uint8), fps=24)
+    assert wc.check_smoke_clips([good], (5, 16, 32, 3))["ok"]
+    report = wc.check_smoke_clips([good, flat, tmp_path / "none.mkv"], (9, 16, 32, 3))
+    assert not report["ok"]
+    text = " ".join(report["problems"])
+    assert "good.mkv: shape [5, 16, 32, 3], expected [9, 16, 32, 3]" in text
+    assert "flat.mkv: every pixel has the same value" in text
+    assert "none.mkv" in text
+
+
+def test_runtime_grows_with_the_attempt():
+    runtime = wc.runtime_per_attempt(45)
+    assert [runtime({}, attempt) for attempt in (1, 2, 3)] == [45, 90, 135]
+    import inspect
+
+    assert list(inspect.signature(runtime).parameters) == ["wildcards", "attempt"]
+
+
+@pytest.mark.parametrize(
+    ("builder", "command"),
+    [
+        (wc.preprocess_options, "preprocess"),
+        (wc.generate_options, "generate"),
+        (wc.evaluate_options, "evaluate"),
+        (wc.manifest_options, "manifest"),
+    ],
+)
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_option_strings_are_accepted_by_the_commands(builder, command, name):
+    """The precomputed flags parse with the real sora-tta parsers."""
+    import shlex
+
+    from sora_tta.cli import build_parser
+
+    config = load(name)
+    validate_with_defaults(config)
+    required = {
+        "preprocess": ["--input", "a.avi", "--output", "b.mkv"],
+        "generate": [
+            "--clip", "c.mkv", "--video-id", "v", "--method", "m", "--prompt-embedding", "p",
+            "--negative-embedding", "n", "--checkpoint-dir", "d", "--out-dir", "o",
+        ],
+        "evaluate": [
+            "--generated", "g.mkv", "--reference", "r.mkv", "--video-id", "v", "--method", "m",
+            "--out", "o.json",
+        ],
+        "manifest": ["--ucf-root", "u", "--splits-dir", "s", "--out", "m.csv"],
+    }[command]  # fmt: skip
+    args = build_parser().parse_args([command, *required, *shlex.split(builder(config))])
+    if command == "generate":
+        assert args.device == config["generation"]["device"]
+        assert args.checkpoint_dir.as_posix() == config["checkpoints"]["dir"]
+    if command == "evaluate":
+        assert args.lpips_backbone == config["evaluation"]["lpips_backbone"]
+        assert args.context_frames == config["sampling"]["num_cond_frames"]
+    if command == "preprocess":
+        assert (args.height, args.width) == (
+            config["sampling"]["height"],
+            config["sampling"]["width"],
+        )
+
+
+def validate_with_defaults(config: dict) -> None:
+    """Fill in the schema defaults the way the workflow does (snakemake.utils.validate)."""
+    from snakemake.utils import validate
+
+    validate(config, str(wc.SCHEMA_PATH))

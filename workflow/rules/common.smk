@@ -1,0 +1,294 @@
+"""Configuration, result paths, resources and input functions shared by every rule.
+
+The configuration is checked (every invalid value listed at once), completed with the schema
+defaults, and the variants are expanded into method ids here. The manifest (a checkpoint)
+is read once per process and cached; input functions only look up that cache.
+"""
+
+import inspect
+import json
+import os
+import re
+import shutil
+import sys
+
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
+from snakemake.utils import validate
+
+try:
+    from sora_tta import variants as variant_lib
+    from sora_tta import workflow_config as wc
+    from sora_tta.io import write_json_atomic, write_text_atomic
+except ImportError as err:  # the package is the workflow's only software dependency
+    raise WorkflowError(
+        f"cannot import the sora_tta package ({err}); install it first: pip install -e ."
+    )
+
+
+# Jobs call the `sora-tta` command: it must be the one of the environment running Snakemake.
+if shutil.which("sora-tta") is None:
+    raise WorkflowError(
+        "the sora-tta command is not on PATH: activate the environment that has the package "
+        f"(e.g. source {os.path.dirname(sys.executable)}/activate), or use make demo / make test"
+    )
+
+SCHEMA_FILE = "../schemas/config.schema.yaml"
+SCHEMA = wc.load_schema(workflow.source_path(SCHEMA_FILE))
+CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "built-in defaults"
+
+try:
+    wc.check_config(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES, source=CONFIG_SOURCE)
+except wc.ConfigError as err:
+    raise WorkflowError(str(err))
+validate(config, SCHEMA_FILE)  # fills in the schema defaults
+
+try:
+    VARIANTS = variant_lib.expand_variants(
+        config["variants"],
+        config["adapt"],
+        kinds=wc.adapt_param_kinds(SCHEMA),
+        check=wc.adapt_param_check(SCHEMA),
+    )
+except variant_lib.VariantError as err:
+    raise WorkflowError(f"invalid configuration ({CONFIG_SOURCE}): {err}")
+VARIANT_BY_ID = {variant.method_id: variant for variant in VARIANTS}
+METHODS = variant_lib.method_ids(VARIANTS)
+BASELINE = variant_lib.BASELINE
+
+# Software of the shell rules under --sdm conda (plain runs use the current environment).
+CONDA_ENV = "../../envs/sora-tta.yaml"
+
+DATA = wc.data_paths(config)
+CKPT = wc.checkpoint_paths(config)
+GPU = config["resources"]["gpu"]
+
+# ---------------------------------------------------------------- result layout
+RESULTS = "results"
+MANIFEST = f"{RESULTS}/manifest.csv"
+CLIP = f"{RESULTS}/clips/{{video}}.mkv"
+CLIP_SIDECAR = f"{RESULTS}/clips/{{video}}.json"
+PROMPT_DIR = f"{RESULTS}/prompts"
+NEGATIVE = f"{PROMPT_DIR}/negative.safetensors"
+SAMPLING_CONFIG = f"{RESULTS}/methods/sampling.json"
+METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
+GEN_DIR = f"{RESULTS}/generations/{{method}}/{{video}}"
+METRICS = f"{RESULTS}/metrics/{{method}}/{{video}}.json"
+AGGREGATE_DIR = f"{RESULTS}/aggregate"
+FIGURE_DIR = f"{RESULTS}/figures"
+SMOKE_DIR = f"{RESULTS}/smoke"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+
+REPORT_PAGES = [
+    "summary",
+    "paired",
+    "per_class",
+    "cost",
+    "methods",
+    "manifest",
+    "strip",
+]
+FIGURES = [
+    "per_frame_psnr",
+    "per_frame_ssim",
+    "per_frame_lpips",
+    "paired_diff",
+    "per_class",
+    "loss_curves",
+]
+
+
+wildcard_constraints:
+    video=r"[A-Za-z0-9_.+-]+",
+    method="|".join([BASELINE] + [re.escape(m) for m in VARIANT_BY_ID]),
+    variant=variant_lib.method_wildcard_pattern(VARIANTS),
+    smoke_run=r"[0-9]+",
+
+
+# ---------------------------------------------------------------- preflight
+def run_preflight():
+    """List every missing checkpoint / tokenizer / data / metric file; fail before submitting."""
+    scope = "checkpoints" if config["preflight"] == "checkpoints" else "study"
+    requirements = wc.required_files(config, scope=scope)
+    missing = wc.missing_requirements(requirements)
+    if missing:
+        raise WorkflowError(wc.preflight_message(missing, CONFIG_SOURCE))
+    return requirements
+
+
+def preflight_report(log_file):
+    """Check again (the preflight target's job), write what was found, return the summary."""
+    text = wc.preflight_report(run_preflight(), CONFIG_SOURCE)
+    write_text_atomic(log_file, text)
+    return text.splitlines()[-1]
+
+
+# Only the main process checks: the jobs' own Snakemake processes (on cluster nodes) need not.
+PREFLIGHT = run_preflight() if config["preflight"] and workflow.is_main_process else []
+
+
+# ---------------------------------------------------------------- job functions
+def cached_signature(func):
+    """Store ``func``'s signature on it: Snakemake inspects every input, params and resource
+    function once per job, which is a large share of building a 50,000-job DAG."""
+    func.__signature__ = inspect.signature(func)
+    return func
+
+
+# ---------------------------------------------------------------- resources
+def rule_threads(rule):
+    return wc.rule_resources(config, rule).threads
+
+
+def rule_mem_mb(rule):
+    return wc.rule_resources(config, rule).mem_mb
+
+
+def rule_runtime(rule):
+    """Runtime in minutes that grows with the attempt (retries get more time)."""
+    return wc.runtime_per_attempt(wc.rule_resources(config, rule).runtime)
+
+
+def log_path(rule, pattern=None):
+    """results/logs/<rule>.log, or results/logs/<rule>/<pattern>.log for per-job rules."""
+    return f"{LOGS}/{rule}/{pattern}.log" if pattern else f"{LOGS}/{rule}.log"
+
+
+def benchmark_path(rule, pattern=None):
+    """results/benchmarks/<rule>[/<pattern>].tsv (wall time, memory, CPU of each job)."""
+    return (
+        f"{BENCHMARKS}/{rule}/{pattern}.tsv" if pattern else f"{BENCHMARKS}/{rule}.tsv"
+    )
+
+
+# ---------------------------------------------------------------- manifest access
+_MANIFEST_CACHE = {}
+
+
+class ManifestIndex:
+    """The manifest as lookups: rows by video id, usable (status ok) videos in file order."""
+
+    def __init__(self, path):
+        from sora_tta.data.manifest import read_manifest
+
+        frame = read_manifest(path)
+        columns = ("video_id", "class_name", "caption", "source_path", "status")
+        self.rows = {
+            str(row[0]): dict(zip(columns, map(str, row)))
+            for row in zip(*(frame[c] for c in columns))
+        }
+        self.usable = [v for v, row in self.rows.items() if row["status"] == "ok"]
+        self._prompt_ids = None
+
+    def row(self, video):
+        try:
+            return self.rows[video]
+        except KeyError:
+            raise WorkflowError(f"{MANIFEST}: no video {video!r}") from None
+
+    def usable_row(self, video):
+        row = self.row(video)
+        if row["status"] != "ok":
+            raise WorkflowError(
+                f"{MANIFEST}: video {video!r} is not usable ({row['status']})"
+            )
+        return row
+
+    def prompt_id(self, video):
+        """File stem of the video's prompt embedding (computed for all videos at once)."""
+        if self._prompt_ids is None:
+            from sora_tta.models.text import format_prompt, prompt_id
+
+            fps, motion = config["prompts"]["fps"], config["prompts"]["motion_score"]
+            self._prompt_ids = {
+                v: prompt_id(format_prompt(self.rows[v]["caption"], fps, motion))
+                for v in self.usable
+            }
+        self.usable_row(video)
+        return self._prompt_ids[video]
+
+
+_CHECKPOINT_OUTPUTS = {}
+
+
+def checkpoint_output(pending, path):
+    """``path`` (an output of checkpoint ``pending``) once that has run; before that,
+    defer the calling input function (Snakemake re-evaluates it after the checkpoint).
+    """
+    if path not in _CHECKPOINT_OUTPUTS:
+        try:
+            pending.get()
+        except IncompleteCheckpointException:
+            # A job's own Snakemake process (on a cluster node, or for a run: job) builds
+            # only that job, without the checkpoint; the main process ran the checkpoint
+            # before it scheduled the job, so the file is there to be read.
+            if workflow.is_main_process or not os.path.exists(path):
+                raise
+        _CHECKPOINT_OUTPUTS[path] = path
+    return path
+
+
+def manifest_path():
+    """The manifest, once its checkpoint has run."""
+    return checkpoint_output(checkpoints.manifest, MANIFEST)
+
+
+def manifest_index():
+    """The manifest produced by the checkpoint, read once per file version."""
+    path = manifest_path()
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    index = _MANIFEST_CACHE.get(key)
+    if index is None:
+        _MANIFEST_CACHE.clear()
+        index = _MANIFEST_CACHE[key] = ManifestIndex(path)
+    return index
+
+
+def usable_videos():
+    return manifest_index().usable
+
+
+@cached_signature
+def source_video(wildcards):
+    return manifest_index().usable_row(wildcards.video)["source_path"]
+
+
+@cached_signature
+def prompt_embedding(wildcards):
+    """The video's prompt file, once the prompt checkpoint has run (and so it exists)."""
+    checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
+    return f"{PROMPT_DIR}/{manifest_index().prompt_id(wildcards.video)}.safetensors"
+
+
+@cached_signature
+def generated_video(wildcards):
+    """The generation to evaluate. It waits for the prompt checkpoint like its generation
+    job does, so that both are re-evaluated together after prompts were (re)encoded and an
+    unchanged generation does not look updated to its evaluation."""
+    checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
+    return f"{GEN_DIR}/video.mkv".format(method=wildcards.method, video=wildcards.video)
+
+
+# ---------------------------------------------------------------- inputs built in the DAG
+def manifest_inputs(wildcards):
+    if DATA.synthetic_out:
+        return {"data": DATA.synthetic_out}
+    return {"splits": wc.split_list_files(config)}
+
+
+def all_metrics(wildcards):
+    """Every metrics file of the study. Both checkpoints are resolved here, directly: Snakemake
+    re-evaluates the jobs behind a checkpoint only for checkpoints their consumer waits on
+    itself, so the per-video jobs' own wait on the prompt checkpoint would otherwise never be
+    resolved when that checkpoint has nothing to redo."""
+    checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
+    videos = usable_videos()
+    return [METRICS.format(method=m, video=v) for m in METHODS for v in videos]
+
+
+def study_outputs():
+    """The targets of the whole study: the figures and the report pages of every table."""
+    return [f"{FIGURE_DIR}/{f}.png" for f in FIGURES] + [
+        f"{RESULTS}/report/{page}.html" for page in REPORT_PAGES
+    ]

@@ -1,0 +1,143 @@
+"""One evaluation per (video, method), the aggregate tables and the figures."""
+
+
+rule evaluate:
+    """Per-frame PSNR / SSIM / LPIPS, flicker and seam of one generation vs its ground truth.
+
+    Class names come from the manifest at aggregation (one source of truth, and no
+    per-job manifest lookup while the DAG is built).
+    """
+    input:
+        generated=generated_video,
+        reference=CLIP,
+    output:
+        METRICS,
+    log:
+        log_path("evaluate", "{method}/{video}"),
+    benchmark:
+        benchmark_path("evaluate", "{method}/{video}")
+    conda:
+        CONDA_ENV
+    threads: rule_threads("evaluate")
+    resources:
+        mem_mb=rule_mem_mb("evaluate"),
+        runtime=rule_runtime("evaluate"),
+    params:
+        options=wc.evaluate_options(config),
+    shell:
+        "sora-tta evaluate --generated {input.generated} --reference {input.reference}"
+        " --video-id {wildcards.video} --method {wildcards.method} {params.options}"
+        " --out {output} > {log} 2>&1"
+
+
+# The aggregate also reads each generation's meta.json (cost) and the plot each TTA run's
+# loss.csv: they come from the same jobs as the videos the metrics need, so depending on
+# every metrics file covers them (and saves 50,000 file lookups in the full-size DAG).
+rule aggregate:
+    """Long, summary, paired, per-class and cost tables over every usable video and method."""
+    input:
+        metrics=all_metrics,
+        manifest=MANIFEST,
+    output:
+        summary=f"{AGGREGATE_DIR}/summary.csv",
+        paired=f"{AGGREGATE_DIR}/paired.csv",
+        per_class=f"{AGGREGATE_DIR}/per_class.csv",
+        cost=f"{AGGREGATE_DIR}/cost.csv",
+        long=report(
+            f"{AGGREGATE_DIR}/long.csv",
+            caption="../report/long.rst",
+            category="Data files",
+        ),
+        markdown=f"{AGGREGATE_DIR}/summary.md",
+    log:
+        log_path("aggregate"),
+    benchmark:
+        benchmark_path("aggregate")
+    conda:
+        CONDA_ENV
+    threads: rule_threads("aggregate")
+    resources:
+        mem_mb=rule_mem_mb("aggregate"),
+        runtime=rule_runtime("aggregate"),
+    params:
+        methods=",".join(METHODS),
+        baseline=BASELINE,
+        metrics_dir=f"{RESULTS}/metrics",
+        generations_dir=f"{RESULTS}/generations",
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        bootstrap=config["aggregate"]["bootstrap"],
+        seed=config["aggregate"]["seed"],
+    shell:
+        "sora-tta aggregate --metrics-dir {params.metrics_dir}"
+        " --generations-dir {params.generations_dir} --methods {params.methods}"
+        " --baseline {params.baseline} --manifest {input.manifest} --out-dir {params.out_dir}"
+        " --bootstrap {params.bootstrap} --seed {params.seed} > {log} 2>&1"
+
+
+rule plot:
+    """Per-frame curves, paired differences, per-class bars, loss curves and a GIF strip."""
+    input:
+        tables=rules.aggregate.output,
+    output:
+        per_frame_psnr=report(
+            f"{FIGURE_DIR}/per_frame_psnr.png",
+            caption="../report/per_frame.rst",
+            category="Figures",
+            subcategory="Per frame",
+        ),
+        per_frame_ssim=report(
+            f"{FIGURE_DIR}/per_frame_ssim.png",
+            caption="../report/per_frame.rst",
+            category="Figures",
+            subcategory="Per frame",
+        ),
+        per_frame_lpips=report(
+            f"{FIGURE_DIR}/per_frame_lpips.png",
+            caption="../report/per_frame.rst",
+            category="Figures",
+            subcategory="Per frame",
+        ),
+        paired_diff=report(
+            f"{FIGURE_DIR}/paired_diff.png",
+            caption="../report/paired_diff.rst",
+            category="Figures",
+            subcategory="Comparison",
+        ),
+        per_class=report(
+            f"{FIGURE_DIR}/per_class.png",
+            caption="../report/per_class_figure.rst",
+            category="Figures",
+            subcategory="Comparison",
+        ),
+        loss_curves=report(
+            f"{FIGURE_DIR}/loss_curves.png",
+            caption="../report/loss_curves.rst",
+            category="Figures",
+            subcategory="Adaptation",
+        ),
+        strip=f"{FIGURE_DIR}/strip.gif",
+    log:
+        log_path("plot"),
+    benchmark:
+        benchmark_path("plot")
+    conda:
+        CONDA_ENV
+    threads: rule_threads("plot")
+    resources:
+        mem_mb=rule_mem_mb("plot"),
+        runtime=rule_runtime("plot"),
+    params:
+        aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
+        generations_dir=f"{RESULTS}/generations",
+        clips_dir=f"{RESULTS}/clips",
+        out_dir=lambda wildcards, output: os.path.dirname(output.per_class),
+        baseline=BASELINE,
+        strip_videos=config["aggregate"]["strip_videos"],
+        bootstrap=config["aggregate"]["bootstrap"],
+        seed=config["aggregate"]["seed"],
+    shell:
+        "sora-tta plot --aggregate-dir {params.aggregate_dir}"
+        " --generations-dir {params.generations_dir} --clips-dir {params.clips_dir}"
+        " --out-dir {params.out_dir} --baseline {params.baseline}"
+        " --strip-videos {params.strip_videos} --bootstrap {params.bootstrap}"
+        " --seed {params.seed} > {log} 2>&1"

@@ -1,0 +1,176 @@
+"""Prompt embeddings, method configurations and one generation per (video, method)."""
+
+
+localrules:
+    sampling_config,
+    method_config,
+    methods_table,
+
+
+rule sampling_config:
+    """Sampler settings shared by every method: the generation setup.
+
+    Its inputs are the model checkpoints: new checkpoints (or new settings) rewrite this
+    file and so rerun every generation, which then need no checkpoint inputs of their own
+    (two inputs fewer on each of the study's tens of thousands of generation jobs).
+    """
+    input:
+        mmdit=CKPT.mmdit,
+        vae=CKPT.vae,
+    output:
+        SAMPLING_CONFIG,
+    log:
+        log_path("sampling_config"),
+    benchmark:
+        benchmark_path("sampling_config")
+    threads: rule_threads("sampling_config")
+    resources:
+        mem_mb=rule_mem_mb("sampling_config"),
+        runtime=rule_runtime("sampling_config"),
+    params:
+        settings=wc.sampling_settings(config),
+    run:
+        write_json_atomic(output[0], params.settings)
+        write_text_atomic(log[0], f"wrote {output[0]}\n")
+
+
+rule method_config:
+    """Full adaptation parameters of one variant (--adapt-json of its generations)."""
+    output:
+        METHOD_CONFIG.replace("{method}", "{variant}"),
+    log:
+        log_path("method_config", "{variant}"),
+    benchmark:
+        benchmark_path("method_config", "{variant}")
+    threads: rule_threads("method_config")
+    resources:
+        mem_mb=rule_mem_mb("method_config"),
+        runtime=rule_runtime("method_config"),
+    params:
+        adapt=lambda wildcards: dict(VARIANT_BY_ID[wildcards.variant].params),
+    run:
+        write_json_atomic(output[0], params.adapt)
+        write_text_atomic(log[0], f"wrote {output[0]}\n")
+
+
+rule methods_table:
+    """Every method of the study: id, readable name, changed and full parameters."""
+    output:
+        f"{RESULTS}/methods/methods.tsv",
+    log:
+        log_path("methods_table"),
+    benchmark:
+        benchmark_path("methods_table")
+    threads: rule_threads("methods_table")
+    resources:
+        mem_mb=rule_mem_mb("methods_table"),
+        runtime=rule_runtime("methods_table"),
+    params:
+        rows=wc.methods_rows(VARIANTS),
+    run:
+        write_text_atomic(output[0], wc.rows_to_tsv(params.rows))
+        write_text_atomic(log[0], f"wrote {output[0]}\n")
+
+
+# A checkpoint: the generation jobs wait for it through their input function, and after it
+# ran they are re-evaluated with their own prompt file as input. Existing prompt files are
+# kept (only new prompts are encoded), so a changed manifest reruns no generation unless a
+# video's prompt changed (a new file name: the name is a hash of the prompt text). The
+# negative prompt's file is rewritten by every run of the checkpoint with the same content,
+# hence ancient() in the generation rules.
+checkpoint encode_prompts:
+    """T5 + CLIP embedding of every distinct prompt, once (existing files are kept)."""
+    input:
+        manifest=MANIFEST,
+        t5=CKPT.t5,
+        clip=CKPT.clip,
+    output:
+        negative=NEGATIVE,
+    log:
+        log_path("encode_prompts"),
+    benchmark:
+        benchmark_path("encode_prompts")
+    conda:
+        CONDA_ENV
+    threads: rule_threads("encode_prompts")
+    resources:
+        gpu=GPU,
+        mem_mb=rule_mem_mb("encode_prompts"),
+        runtime=rule_runtime("encode_prompts"),
+    params:
+        ckpt=lambda wildcards, input: input.t5[: -len(wc.T5_DIR) - 1],
+        out_dir=lambda wildcards, output: os.path.dirname(output.negative),
+        fps=config["prompts"]["fps"],
+        motion=config["prompts"]["motion_score"],
+        device=config["generation"]["device"],
+        dtype=config["generation"]["dtype"],
+    shell:
+        "sora-tta encode-prompts --manifest {input.manifest} --checkpoint-dir {params.ckpt:q}"
+        " --out-dir {params.out_dir} --fps {params.fps} --motion-score {params.motion}"
+        " --device {params.device} --dtype {params.dtype} > {log} 2>&1"
+
+
+rule generate_baseline:
+    """Continuation without adaptation."""
+    input:
+        clip=CLIP,
+        prompt=prompt_embedding,
+        negative=ancient(NEGATIVE),
+        sampling=SAMPLING_CONFIG,
+    output:
+        video=f"{RESULTS}/generations/{BASELINE}/{{video}}/video.mkv",
+        meta=f"{RESULTS}/generations/{BASELINE}/{{video}}/meta.json",
+    log:
+        log_path("generate_baseline", "{video}"),
+    benchmark:
+        benchmark_path("generate_baseline", "{video}")
+    conda:
+        CONDA_ENV
+    threads: rule_threads("generate_baseline")
+    resources:
+        gpu=GPU,
+        mem_mb=rule_mem_mb("generate_baseline"),
+        runtime=rule_runtime("generate_baseline"),
+    params:
+        options=wc.generate_options(config),
+    shell:
+        "sora-tta generate --clip {input.clip} --video-id {wildcards.video} --method baseline"
+        " --prompt-embedding {input.prompt} --negative-embedding {input.negative}"
+        " --sampling-json {input.sampling} --out-dir $(dirname {output.video})"
+        " {params.options} > {log} 2>&1"
+
+
+# The variant's folder name carries the hash of its parameters. An interrupted run (exit 75,
+# or a killed job rerun with --rerun-incomplete) resumes from the state under
+# <out-dir>/resume/, which Snakemake does not delete.
+rule generate_tta:
+    """Continuation after LoRA test-time adaptation on the conditioning frames."""
+    input:
+        clip=CLIP,
+        prompt=prompt_embedding,
+        negative=ancient(NEGATIVE),
+        sampling=SAMPLING_CONFIG,
+        adapt=METHOD_CONFIG.replace("{method}", "{variant}"),
+    output:
+        video=f"{RESULTS}/generations/{{variant}}/{{video}}/video.mkv",
+        meta=f"{RESULTS}/generations/{{variant}}/{{video}}/meta.json",
+        loss=f"{RESULTS}/generations/{{variant}}/{{video}}/loss.csv",
+    log:
+        log_path("generate_tta", "{variant}/{video}"),
+    benchmark:
+        benchmark_path("generate_tta", "{variant}/{video}")
+    conda:
+        CONDA_ENV
+    threads: rule_threads("generate_tta")
+    resources:
+        gpu=GPU,
+        mem_mb=rule_mem_mb("generate_tta"),
+        runtime=rule_runtime("generate_tta"),
+    params:
+        options=wc.generate_options(config, tta=True),
+    shell:
+        "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
+        " --method {wildcards.variant} --adapt-json {input.adapt}"
+        " --prompt-embedding {input.prompt} --negative-embedding {input.negative}"
+        " --sampling-json {input.sampling} --out-dir $(dirname {output.video})"
+        " {params.options} > {log} 2>&1"

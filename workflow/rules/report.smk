@@ -1,0 +1,84 @@
+"""Pages for Snakemake's report: the tables as HTML, and the GIF strip.
+
+The report shows images and HTML inline but offers CSV files and GIFs only as downloads, so
+each table (and the strip) gets a small self-contained HTML page, marked with its caption.
+"""
+
+REPORT_DIR = f"{RESULTS}/report"
+TABLE_PAGES = {
+    "summary": "Mean metrics per method",
+    "paired": "Each variant vs the baseline (paired)",
+    "per_class": "Mean metrics per class",
+    "cost": "Cost per method",
+    "methods": "Methods and their parameters",
+    "manifest": "Manifest: selected videos and their status",
+}
+
+
+rule report_pages:
+    """HTML renderings of the tables and of the GIF strip, for snakemake --report."""
+    input:
+        summary=f"{AGGREGATE_DIR}/summary.csv",
+        paired=f"{AGGREGATE_DIR}/paired.csv",
+        per_class=f"{AGGREGATE_DIR}/per_class.csv",
+        cost=f"{AGGREGATE_DIR}/cost.csv",
+        methods=f"{RESULTS}/methods/methods.tsv",
+        manifest=MANIFEST,
+        strip=f"{FIGURE_DIR}/strip.gif",
+    output:
+        summary=report(
+            f"{REPORT_DIR}/summary.html",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary"},
+        ),
+        paired=report(
+            f"{REPORT_DIR}/paired.html",
+            caption="../report/paired.rst",
+            category="Tables",
+            labels={"table": "paired vs baseline"},
+        ),
+        per_class=report(
+            f"{REPORT_DIR}/per_class.html",
+            caption="../report/per_class.rst",
+            category="Tables",
+            labels={"table": "per class"},
+        ),
+        cost=report(
+            f"{REPORT_DIR}/cost.html",
+            caption="../report/cost.rst",
+            category="Tables",
+            labels={"table": "cost"},
+        ),
+        methods=report(
+            f"{REPORT_DIR}/methods.html",
+            caption="../report/methods.rst",
+            category="Methods",
+            labels={"table": "methods"},
+        ),
+        manifest=report(
+            f"{REPORT_DIR}/manifest.html",
+            caption="../report/manifest.rst",
+            category="Data",
+            labels={"table": "manifest"},
+        ),
+        strip=report(
+            f"{REPORT_DIR}/strip.html",
+            caption="../report/strip.rst",
+            category="Figures",
+            subcategory="Examples",
+            labels={"figure": "strip"},
+        ),
+    log:
+        log_path("report_pages"),
+    benchmark:
+        benchmark_path("report_pages")
+    threads: rule_threads("report_pages")
+    resources:
+        mem_mb=rule_mem_mb("report_pages"),
+        runtime=rule_runtime("report_pages"),
+    params:
+        titles=TABLE_PAGES,
+    run:
+        wc.write_report_pages(input, output, params.titles)
+        write_text_atomic(log[0], "\n".join(output) + "\n")

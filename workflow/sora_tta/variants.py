@@ -1,0 +1,343 @@
+"""Adaptation variants: named and grid-declared parameter sets -> method ids.
+
+The workflow's ``variants`` section declares test-time-adaptation variants as overrides of
+the ``adapt`` defaults, either by name or as grids (the cartesian product of a few axes)::
+
+    variants:
+      named:
+        r8-s20: {rank: 8, steps: 20}
+      grids:
+        sweep:
+          axes: {rank: [8, 16], lr: [1.0e-4, 2.0e-4], mode: [denoise, continue]}
+          fixed: {steps: 50}
+
+Every variant becomes a :class:`Variant` with its full, normalised parameter set and a
+method id ``{name}-{digest}``: the digest is a short hash of the parameters that determine
+the result, so the output folder of a variant is tied to its parameters and editing a
+variant can never mix old and new results. Grid members get readable names from their
+axis values (``sweep-r8-lr1e-4-denoise``).
+
+Pure Python (no torch): the workflow imports this module while it builds the DAG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+BASELINE = "baseline"
+#: Parameters that change how a run is executed but not its result (resume interval,
+#: activation recomputation): they are not part of the method id.
+NON_RESULT_KEYS = frozenset({"checkpoint_every", "gradient_checkpointing"})
+DIGEST_LENGTH = 8
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+#: Short labels of grid axes in generated names; string axes show only their value.
+ABBREVIATIONS = {
+    "rank": "r",
+    "alpha": "a",
+    "dropout": "do",
+    "lr": "lr",
+    "betas": "b",
+    "weight_decay": "wd",
+    "steps": "s",
+    "warmup_steps": "w",
+    "grad_clip": "gc",
+    "continue_frames": "cf",
+    "mixed_weights": "mw",
+    "draws_per_step": "d",
+    "checkpoint_every": "ck",
+    "gradient_checkpointing": "gck",
+}
+VALUE_ONLY_KEYS = frozenset({"mode", "targets", "lr_schedule"})
+
+ParamCheck = Callable[[Mapping[str, Any]], list[str]]
+
+
+class VariantError(ValueError):
+    """A variant declaration is invalid; the message names the variant and the key."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One adaptation variant.
+
+    Attributes:
+        name: readable name (``named`` key, or generated for grid members).
+        params: the full parameter set (defaults merged, values normalised).
+        overrides: what the declaration changed relative to the defaults.
+        digest: short hash of the result-determining parameters.
+    """
+
+    name: str
+    params: Mapping[str, Any]
+    overrides: Mapping[str, Any]
+    digest: str
+
+    @property
+    def method_id(self) -> str:
+        """Output-folder name of the variant: ``{name}-{digest}``."""
+        return f"{self.name}-{self.digest}"
+
+
+#: JSON-schema type names understood by :func:`normalise_params`.
+KINDS = ("boolean", "integer", "number", "string", "array", "object")
+
+
+def kind_of(value: Any) -> str:
+    """JSON-schema type name of a Python value (``True`` is a boolean, ``2`` an integer)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    raise VariantError(f"unsupported parameter value {value!r}")
+
+
+def kinds_from_schema(properties: Mapping[str, Any]) -> dict[str, str]:
+    """Parameter -> type name from the ``properties`` of a JSON schema (``type`` entries)."""
+    kinds = {}
+    for key, prop in properties.items():
+        kind = prop.get("type") if isinstance(prop, Mapping) else None
+        if kind not in KINDS:
+            raise VariantError(f"schema of {key}: unsupported or missing type {kind!r}")
+        kinds[key] = kind
+    return kinds
+
+
+def normalise_value(key: str, value: Any, kind: str, where: str = "variant") -> Any:
+    """Check ``value`` against the JSON type ``kind`` and return it in canonical form.
+
+    Integers given as ``16.0`` become ``16``; numbers become floats (``1`` -> ``1.0``), so
+    equal parameters hash equally however they were written; arrays and objects hold numbers.
+    """
+
+    def fail(expected: str) -> VariantError:
+        return VariantError(f"{where}: {key} must be {expected}, got {value!r}")
+
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if kind == "integer":
+        if not is_number or (isinstance(value, float) and not value.is_integer()):
+            raise fail("an integer")
+        return int(value)
+    if kind == "number":
+        if not is_number or not math.isfinite(value):
+            raise fail("a finite number")
+        return float(value)
+    if kind == "string":
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if kind == "array":
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise fail("a list of numbers")
+        return [normalise_value(f"{key}[{i}]", v, "number", where) for i, v in enumerate(value)]
+    if kind == "object":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise fail("a mapping of names to numbers")
+        return {k: normalise_value(f"{key}.{k}", value[k], "number", where) for k in sorted(value)}
+    raise VariantError(f"{where}: unsupported type {kind!r} for {key}")
+
+
+def normalise_params(
+    overrides: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    where: str = "variant",
+    kinds: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Merge ``overrides`` into ``defaults``, every value in canonical form.
+
+    ``kinds`` gives each parameter's JSON type (see :func:`kinds_from_schema`); without it
+    the type of the default value is used.
+
+    Raises:
+        VariantError: an unknown key (the message lists the valid ones) or a wrong type.
+    """
+    if not isinstance(overrides, Mapping):
+        raise VariantError(
+            f"{where}: expected a mapping of adaptation parameters, got {overrides!r}"
+        )
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise VariantError(
+            f"{where}: unknown adaptation parameter(s) {unknown}; valid: {sorted(defaults)}"
+        )
+    kinds = dict(kinds) if kinds is not None else {k: kind_of(v) for k, v in defaults.items()}
+    merged = {key: normalise_value(key, defaults[key], kinds[key], "adapt") for key in defaults}
+    for key, value in overrides.items():
+        merged[key] = normalise_value(key, value, kinds[key], where)
+    return merged
+
+
+def canonical_json(data: Any) -> str:
+    """Key-sorted compact JSON: equal parameter sets give equal text."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def params_digest(params: Mapping[str, Any], length: int = DIGEST_LENGTH) -> str:
+    """Hex digest of the result-determining parameters (``NON_RESULT_KEYS`` left out)."""
+    relevant = {k: v for k, v in params.items() if k not in NON_RESULT_KEYS}
+    return hashlib.sha256(canonical_json(relevant).encode()).hexdigest()[:length]
+
+
+def format_value(value: Any) -> str:
+    """Short, path-safe text of a parameter value for generated names (2e-4, 0.5, attn+mlp)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-2:
+            mantissa, exponent = f"{value:.6e}".split("e")
+            mantissa = mantissa.rstrip("0").rstrip(".")
+            return f"{mantissa}e{int(exponent)}"
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "_".join(format_value(v) for v in value)
+    if isinstance(value, Mapping):
+        return "_".join(f"{k}{format_value(value[k])}" for k in sorted(value))
+    return re.sub(r"[^A-Za-z0-9.+]+", "_", str(value)).strip("_") or "x"
+
+
+def grid_member_name(prefix: str, combination: Mapping[str, Any]) -> str:
+    """Readable name of one grid point: ``prefix`` and each axis value in axis order."""
+    parts = [prefix]
+    for key, value in combination.items():
+        text = format_value(value)
+        parts.append(text if key in VALUE_ONLY_KEYS else f"{ABBREVIATIONS.get(key, key)}{text}")
+    return "-".join(parts)
+
+
+def expand_grid(
+    prefix: str, axes: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """All combinations of ``axes`` (in order) as ``(name, overrides)`` pairs.
+
+    ``fixed`` overrides apply to every member; an axis may not also be fixed.
+    """
+    where = f"variants.grids.{prefix}"
+    fixed = dict(fixed or {})
+    if not isinstance(axes, Mapping) or not axes:
+        raise VariantError(f"{where}: axes must be a non-empty mapping of parameter -> values")
+    for key, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise VariantError(f"{where}.axes.{key}: expected a non-empty list of values")
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise VariantError(f"{where}: {both} given both as axes and as fixed values")
+    keys = list(axes)
+    members = []
+    for values in itertools.product(*(axes[k] for k in keys)):
+        combination = dict(zip(keys, values, strict=True))
+        members.append((grid_member_name(prefix, combination), {**fixed, **combination}))
+    return members
+
+
+def _check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise VariantError(
+            f"{where}: invalid variant name {name!r} (letters, digits, '_', '.', '+', '-'; "
+            "starting with a letter or digit)"
+        )
+    if name == BASELINE:
+        raise VariantError(f"{where}: the name {BASELINE!r} is reserved for the baseline")
+    return name
+
+
+def declared_variants(spec: Mapping[str, Any] | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """The declarations of a ``variants`` section as ``(where, name, overrides)`` triples."""
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - {"named", "grids"})
+    if unknown:
+        raise VariantError(f"variants: unknown key(s) {unknown}; expected 'named' and/or 'grids'")
+    declared: list[tuple[str, str, dict[str, Any]]] = []
+    named = spec.get("named") or {}
+    if not isinstance(named, Mapping):
+        raise VariantError("variants.named: expected a mapping of name -> parameter overrides")
+    for name, overrides in named.items():
+        where = f"variants.named.{name}"
+        declared.append((where, _check_name(name, where), dict(overrides or {})))
+    grids = spec.get("grids") or {}
+    if not isinstance(grids, Mapping):
+        raise VariantError("variants.grids: expected a mapping of prefix -> {axes, fixed}")
+    for prefix, grid in grids.items():
+        where = f"variants.grids.{prefix}"
+        _check_name(prefix, where)
+        if not isinstance(grid, Mapping) or set(grid) - {"axes", "fixed"}:
+            raise VariantError(f"{where}: expected a mapping with 'axes' and optional 'fixed'")
+        for name, overrides in expand_grid(prefix, grid.get("axes"), grid.get("fixed")):
+            declared.append((f"{where} ({name})", _check_name(name, where), overrides))
+    return declared
+
+
+def expand_variants(
+    spec: Mapping[str, Any] | None,
+    defaults: Mapping[str, Any],
+    kinds: Mapping[str, str] | None = None,
+    check: ParamCheck | None = None,
+) -> list[Variant]:
+    """Expand a ``variants`` section into :class:`Variant` objects (named first, then grids).
+
+    Args:
+        spec: ``{"named": {name: overrides}, "grids": {prefix: {"axes": ..., "fixed": ...}}}``.
+        defaults: the full default parameter set (the workflow's ``adapt`` section).
+        kinds: JSON type of each parameter (:func:`kinds_from_schema`); default: the
+            defaults' types.
+        check: optional validator of a full parameter set returning problem descriptions
+            (e.g. ranges from the JSON schema); problems become :class:`VariantError`.
+
+    Raises:
+        VariantError: invalid names, unknown keys, wrong types, failed checks, two variants
+            with the same name, or two variants with the same result-determining parameters.
+    """
+    kinds = dict(kinds) if kinds is not None else {k: kind_of(v) for k, v in defaults.items()}
+    variants: list[Variant] = []
+    by_name: dict[str, str] = {}
+    by_digest: dict[str, str] = {}
+    for where, name, overrides in declared_variants(spec):
+        params = normalise_params(overrides, defaults, where, kinds)
+        if check is not None:
+            problems = check(params)
+            if problems:
+                raise VariantError(f"{where}: " + "; ".join(problems))
+        if name in by_name:
+            raise VariantError(
+                f"{where}: variant name {name!r} already declared by {by_name[name]}"
+            )
+        digest = params_digest(params)
+        if digest in by_digest:
+            raise VariantError(
+                f"{where}: same adaptation parameters as {by_digest[digest]} (would run twice)"
+            )
+        by_name[name] = where
+        by_digest[digest] = where
+        changed = {k: params[k] for k in overrides}
+        variants.append(Variant(name, params, changed, digest))
+    return variants
+
+
+def method_ids(variants: Iterable[Variant]) -> list[str]:
+    """``baseline`` followed by the method id of every variant."""
+    return [BASELINE, *(v.method_id for v in variants)]
+
+
+def method_wildcard_pattern(variants: Iterable[Variant]) -> str:
+    """Regular expression matching exactly the variants' method ids (for wildcard constraints)."""
+    ids = [re.escape(v.method_id) for v in variants]
+    return "|".join(ids) if ids else "(?!)"

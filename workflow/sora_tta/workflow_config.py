@@ -1,0 +1,623 @@
+"""Configuration helpers of the Snakemake workflow: validation, derived paths, preflight.
+
+Everything here is pure Python without torch, so the workflow can import it while it parses
+(``workflow/rules/common.smk``) and the unit tests can exercise it directly:
+
+- :func:`config_problems` lists every invalid value of a configuration (JSON schema plus
+  the cross-field rules a schema cannot express), one readable line each;
+- :func:`rule_resources` gives the threads / memory / runtime of a rule;
+- :func:`required_files` and :func:`missing_requirements` are the preflight check: every
+  checkpoint, tokenizer, data and metric-weight file the configuration needs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+#: Layout of a checkpoint folder (the real ``ckpts/`` and the tiny family alike).
+MMDIT_FILE = "Open_Sora_v2.safetensors"
+VAE_FILE = "hunyuan_vae.safetensors"
+T5_DIR = "google/t5-v1_1-xxl"
+CLIP_DIR = "openai/clip-vit-large-patch14"
+TINY_FAMILY_FILE = "tiny_family.json"
+#: Any one of these holds a Hugging Face model's weights.
+HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+#: Tokenizer files: a fast tokenizer.json, or the slow tokenizer's own files.
+T5_TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
+CLIP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+#: Rules whose jobs use a GPU (``resources.gpu`` GPUs each).
+GPU_RULES = ("encode_prompts", "generate_baseline", "generate_tta", "smoke_generate")
+
+
+@dataclass(frozen=True)
+class RuleResources:
+    """Cluster resources of one rule; ``runtime`` (minutes) is that of the first attempt."""
+
+    threads: int
+    mem_mb: int
+    runtime: int
+
+
+#: Built-in resources of every rule (the full-size study); ``resources.rules`` overrides.
+DEFAULT_RULE_RESOURCES: dict[str, RuleResources] = {
+    "make_synthetic_ucf101": RuleResources(1, 2000, 15),
+    "make_tiny_checkpoints": RuleResources(1, 4000, 15),
+    "manifest": RuleResources(4, 4000, 60),
+    "preprocess": RuleResources(1, 2000, 10),
+    "encode_prompts": RuleResources(4, 64000, 60),
+    "sampling_config": RuleResources(1, 500, 5),
+    "method_config": RuleResources(1, 500, 5),
+    "methods_table": RuleResources(1, 500, 5),
+    "preflight": RuleResources(1, 1000, 5),
+    "generate_baseline": RuleResources(8, 64000, 60),
+    "generate_tta": RuleResources(8, 96000, 180),
+    "evaluate": RuleResources(2, 8000, 20),
+    "aggregate": RuleResources(2, 16000, 60),
+    "plot": RuleResources(2, 8000, 30),
+    "smoke_generate": RuleResources(4, 64000, 30),
+    "smoke": RuleResources(1, 2000, 10),
+    "report_pages": RuleResources(1, 4000, 10),
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem on its own line."""
+
+
+def load_schema(path: str | os.PathLike[str] = SCHEMA_PATH) -> dict[str, Any]:
+    """Read the workflow's JSON schema (YAML)."""
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _location(path: Iterable[Any]) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _location(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f"; valid keys: {', '.join(allowed)}" if allowed else ""
+        return f"{where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    description = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    message = f"{where}: {error.message}"
+    if description:
+        message += f" ({' '.join(str(description).split())})"
+    return message
+
+
+def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every JSON-schema violation of ``config`` as one line naming the key."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [_describe(error) for error in errors]
+
+
+def _is_4k_plus_1(value: Any) -> bool:
+    return isinstance(value, int) and value >= 1 and (value - 1) % 4 == 0
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = config.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+def semantic_problems(
+    config: Mapping[str, Any], rule_names: Iterable[str] | None = None
+) -> list[str]:
+    """Cross-field rules the schema cannot express (values of the wrong type are skipped:
+    the schema reports those)."""
+    problems = []
+    data = _section(config, "data")
+    if data.get("synthetic"):
+        for key in ("ucf_root", "splits_dir"):
+            if data.get(key):
+                problems.append(
+                    f"data.{key}: leave unset with data.synthetic (the synthetic set defines it)"
+                )
+    else:
+        for key in ("ucf_root", "splits_dir"):
+            if not data.get(key):
+                problems.append(f"data.{key}: required (or set data.synthetic for the demo)")
+    selection = _section(config, "selection")
+    if selection.get("per_class") is not None and selection.get("total") is not None:
+        problems.append("selection: per_class and total are exclusive; set at most one")
+    sampling = _section(config, "sampling")
+    for key in ("num_cond_frames", "num_frames"):
+        if key in sampling and not _is_4k_plus_1(sampling[key]):
+            problems.append(f"sampling.{key}: must be 4k + 1 (1, 5, 9, ...), got {sampling[key]}")
+    cond, total = sampling.get("num_cond_frames"), sampling.get("num_frames")
+    if isinstance(cond, int) and isinstance(total, int) and cond >= total:
+        problems.append(f"sampling.num_cond_frames ({cond}) must be below num_frames ({total})")
+    smoke = _section(config, "smoke")
+    for key in ("frames", "cond_frames"):
+        if key in smoke and not _is_4k_plus_1(smoke[key]):
+            problems.append(f"smoke.{key}: must be 4k + 1, got {smoke[key]}")
+    cond, total = smoke.get("cond_frames"), smoke.get("frames")
+    if isinstance(cond, int) and isinstance(total, int) and cond >= total:
+        problems.append(f"smoke.cond_frames ({cond}) must be below smoke.frames ({total})")
+    adapt = _section(config, "adapt")
+    problems += [f"adapt: {p}" for p in adapt_cross_field_problems(adapt)]
+    if rule_names is not None:
+        known = set(rule_names)
+        unknown = sorted(set(_section(_section(config, "resources"), "rules")) - known)
+        if unknown:
+            problems.append(
+                f"resources.rules: unknown rule(s) {unknown}; valid: {', '.join(sorted(known))}"
+            )
+    return problems
+
+
+def adapt_cross_field_problems(params: Mapping[str, Any]) -> list[str]:
+    """Rules between adaptation parameters (warm-up within the steps, sensible mixed weights)."""
+    problems = []
+    steps, warmup = params.get("steps"), params.get("warmup_steps")
+    if isinstance(steps, int) and isinstance(warmup, int) and warmup > steps:
+        problems.append(f"warmup_steps ({warmup}) must not exceed steps ({steps})")
+    weights = params.get("mixed_weights")
+    positive = isinstance(weights, Mapping) and any(
+        isinstance(w, (int, float)) and w > 0 for w in weights.values()
+    )
+    if params.get("mode") == "mixed" and not positive:
+        problems.append("mixed_weights: at least one weight must be > 0 in mixed mode")
+    return problems
+
+
+def config_problems(
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    rule_names: Iterable[str] | None = None,
+) -> list[str]:
+    """All problems of a configuration: schema violations first, then cross-field rules."""
+    return schema_problems(config, schema) + semantic_problems(config, rule_names)
+
+
+def check_config(
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    rule_names: Iterable[str] | None = None,
+    source: str = "config",
+) -> None:
+    """Raise :class:`ConfigError` listing every problem of ``config`` (none: return)."""
+    problems = config_problems(config, schema, rule_names)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"invalid configuration ({source}), {len(problems)} problem(s):\n{lines}")
+
+
+def adapt_param_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], list[str]]:
+    """Validator of one full adaptation parameter set against the schema's ``adapt`` section."""
+    section = schema["properties"]["adapt"]
+    validator = jsonschema.Draft202012Validator(
+        {"type": "object", "properties": section["properties"], "additionalProperties": False}
+    )
+
+    def check(params: Mapping[str, Any]) -> list[str]:
+        errors = sorted(validator.iter_errors(dict(params)), key=lambda e: list(e.absolute_path))
+        problems = [_describe(e) for e in errors]
+        return problems or adapt_cross_field_problems(params)
+
+    return check
+
+
+def adapt_param_kinds(schema: Mapping[str, Any]) -> dict[str, str]:
+    """Parameter -> JSON type of the schema's ``adapt`` section (for normalisation)."""
+    return {key: prop["type"] for key, prop in schema["properties"]["adapt"]["properties"].items()}
+
+
+def runtime_per_attempt(minutes: int) -> Callable[..., int]:
+    """The ``runtime`` resource of a rule: attempt N (a retry) gets N x ``minutes``."""
+
+    def runtime(wildcards: Any, attempt: int) -> int:
+        return minutes * attempt
+
+    # Snakemake inspects resource functions for every job; a stored signature is free.
+    runtime.__signature__ = inspect.signature(runtime)  # type: ignore[attr-defined]
+    return runtime
+
+
+def rule_resources(config: Mapping[str, Any], rule: str) -> RuleResources:
+    """Resources of ``rule``: the built-in defaults with ``resources.rules[rule]`` on top."""
+    base = DEFAULT_RULE_RESOURCES[rule]
+    override = _section(_section(config, "resources"), "rules").get(rule) or {}
+    return RuleResources(
+        threads=int(override.get("threads", base.threads)),
+        mem_mb=int(override.get("mem_mb", base.mem_mb)),
+        runtime=int(override.get("runtime", base.runtime)),
+    )
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where the raw videos and split lists are; ``synthetic_out`` when built in the DAG."""
+
+    ucf_root: str
+    splits_dir: str
+    synthetic_out: str | None
+
+
+def data_paths(config: Mapping[str, Any]) -> DataPaths:
+    """Raw-data locations of a validated configuration."""
+    data = _section(config, "data")
+    synthetic = data.get("synthetic")
+    if synthetic:
+        out = str(synthetic["out"]).rstrip("/")
+        return DataPaths(f"{out}/UCF-101", f"{out}/ucfTrainTestlist", out)
+    return DataPaths(str(data["ucf_root"]), str(data["splits_dir"]), None)
+
+
+def split_list_files(config: Mapping[str, Any]) -> list[str]:
+    """The split files the manifest reads: ``classInd.txt`` and ``{subset}list0{split}.txt``."""
+    paths = data_paths(config)
+    selection = _section(config, "selection")
+    subset, split = selection.get("subset", "test"), selection.get("split", 1)
+    return [f"{paths.splits_dir}/classInd.txt", f"{paths.splits_dir}/{subset}list0{split}.txt"]
+
+
+@dataclass(frozen=True)
+class CheckpointPaths:
+    """Paths of a checkpoint folder in the official layout."""
+
+    root: str
+
+    @property
+    def mmdit(self) -> str:
+        """The diffusion transformer."""
+        return f"{self.root}/{MMDIT_FILE}"
+
+    @property
+    def vae(self) -> str:
+        """The video autoencoder."""
+        return f"{self.root}/{VAE_FILE}"
+
+    @property
+    def t5(self) -> str:
+        """The T5 text-encoder folder."""
+        return f"{self.root}/{T5_DIR}"
+
+    @property
+    def clip(self) -> str:
+        """The CLIP text-encoder folder."""
+        return f"{self.root}/{CLIP_DIR}"
+
+
+def checkpoint_paths(config: Mapping[str, Any]) -> CheckpointPaths:
+    """Checkpoint locations of a validated configuration."""
+    return CheckpointPaths(str(_section(config, "checkpoints").get("dir", "ckpts")).rstrip("/"))
+
+
+def manifest_options(config: Mapping[str, Any]) -> str:
+    """Optional ``sora-tta manifest`` flags of the ``selection`` section, shell-quoted."""
+    selection = _section(config, "selection")
+    return _options(
+        {
+            "--per-class": selection.get("per_class"),
+            "--total": selection.get("total"),
+            "--max-per-group": selection.get("max_per_group"),
+            "--list": selection.get("list"),
+            "--caption-overrides": selection.get("caption_overrides"),
+            "--decode-check": bool(selection.get("decode_check")),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something on disk the configuration needs: one of ``alternatives``, each a set of paths."""
+
+    what: str
+    alternatives: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def path(cls, what: str, path: str) -> Requirement:
+        """A single required path."""
+        return cls(what, ((path,),))
+
+    def satisfied(self) -> bool:
+        """Whether every path of at least one alternative exists."""
+        return any(all(os.path.exists(p) for p in alt) for alt in self.alternatives)
+
+    def describe(self) -> str:
+        """One line for the preflight report."""
+        return f"{self.what}: " + " or ".join(" + ".join(alt) for alt in self.alternatives)
+
+
+def _hf_requirements(
+    folder: str, what: str, tokenizer: tuple[tuple[str, ...], ...]
+) -> list[Requirement]:
+    return [
+        Requirement.path(f"{what} config", f"{folder}/config.json"),
+        Requirement(f"{what} weights", tuple((f"{folder}/{name}",) for name in HF_WEIGHT_FILES)),
+        Requirement(
+            f"{what} tokenizer", tuple(tuple(f"{folder}/{f}" for f in alt) for alt in tokenizer)
+        ),
+    ]
+
+
+def lpips_weights_path() -> str:
+    """Where the LPIPS AlexNet trunk weights must be (torchvision's cache, no download)."""
+    from sora_tta.evaluation.lpips_model import alexnet_weights_path  # imports torch
+
+    return str(alexnet_weights_path())
+
+
+def required_files(
+    config: Mapping[str, Any],
+    scope: str = "study",
+    lpips_path: Callable[[], str] = lpips_weights_path,
+) -> list[Requirement]:
+    """Everything on disk that ``config`` needs and the workflow does not build itself.
+
+    ``scope`` ``"study"``: data, checkpoints, tokenizers and metric weights;
+    ``"checkpoints"``: only the checkpoints and tokenizers (all the smoke target needs).
+    """
+    reqs: list[Requirement] = []
+    if scope == "study" and not _section(config, "data").get("synthetic"):
+        paths = data_paths(config)
+        reqs.append(Requirement.path("UCF-101 video folder", paths.ucf_root))
+        reqs += [Requirement.path("UCF-101 split list", p) for p in split_list_files(config)]
+    if scope == "study":
+        selection = _section(config, "selection")
+        for key in ("list", "caption_overrides"):
+            if selection.get(key):
+                reqs.append(Requirement.path(f"selection.{key} file", str(selection[key])))
+    if not _section(config, "checkpoints").get("tiny"):
+        ckpt = checkpoint_paths(config)
+        reqs.append(Requirement.path("Open-Sora v2.0 MMDiT checkpoint", ckpt.mmdit))
+        reqs.append(Requirement.path("HunyuanVideo VAE checkpoint", ckpt.vae))
+        reqs += _hf_requirements(ckpt.t5, "T5 text encoder", T5_TOKENIZER_FILES)
+        reqs += _hf_requirements(ckpt.clip, "CLIP text encoder", CLIP_TOKENIZER_FILES)
+    evaluation = _section(config, "evaluation")
+    if scope == "study" and evaluation.get("lpips_backbone", "alexnet") == "alexnet":
+        reqs.append(Requirement.path("LPIPS AlexNet weights (torchvision cache)", lpips_path()))
+    return reqs
+
+
+def missing_requirements(requirements: Iterable[Requirement]) -> list[Requirement]:
+    """The requirements none of whose alternatives exist."""
+    return [req for req in requirements if not req.satisfied()]
+
+
+def preflight_message(missing: list[Requirement], source: str = "config") -> str:
+    """One message listing everything that is missing."""
+    lines = "\n".join(f"  - {req.describe()}" for req in missing)
+    return (
+        f"preflight: {len(missing)} required file(s) missing for {source}; nothing was "
+        f"submitted:\n{lines}"
+    )
+
+
+#: Keys of ``sampling`` that ``sora-tta generate --sampling-json`` takes (the rest sizes clips).
+SAMPLING_JSON_KEYS = (
+    "num_steps",
+    "guidance",
+    "guidance_img",
+    "text_osci",
+    "image_osci",
+    "num_cond_frames",
+    "num_frames",
+)
+
+
+def sampling_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``--sampling-json`` content of a validated configuration."""
+    sampling = _section(config, "sampling")
+    return {key: sampling[key] for key in SAMPLING_JSON_KEYS}
+
+
+def methods_rows(variants: Iterable[Any]) -> list[dict[str, str]]:
+    """One row per method (baseline first) for the methods table of the report."""
+    from sora_tta.variants import BASELINE, canonical_json
+
+    rows = [{"method": BASELINE, "name": BASELINE, "changed": "", "parameters": "no adaptation"}]
+    for variant in variants:
+        rows.append(
+            {
+                "method": variant.method_id,
+                "name": variant.name,
+                "changed": canonical_json(dict(variant.overrides)),
+                "parameters": canonical_json(dict(variant.params)),
+            }
+        )
+    return rows
+
+
+def rows_to_tsv(rows: list[Mapping[str, str]]) -> str:
+    """Tab-separated text with a header from the first row's keys (tabs in values replaced)."""
+    if not rows:
+        return ""
+    header = list(rows[0])
+    lines = ["\t".join(header)]
+    lines += ["\t".join(str(row[key]).replace("\t", " ") for key in header) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def check_smoke_clips(paths: Iterable[str], expected_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Re-read smoke clips and check shape ``(T, H, W, 3)`` and that they are not constant.
+
+    Returns a JSON-ready report with ``ok``, ``problems`` and per-clip statistics.
+    """
+    import numpy as np
+
+    from sora_tta.data.video import VideoReadError, read_frames
+
+    clips, problems = {}, []
+    for path in paths:
+        try:
+            frames = read_frames(path)
+        except VideoReadError as err:
+            problems.append(str(err))
+            continue
+        values = frames.astype(np.float64)
+        clips[str(path)] = {
+            "shape": list(frames.shape),
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+        }
+        if tuple(frames.shape) != tuple(expected_shape):
+            problems.append(f"{path}: shape {list(frames.shape)}, expected {list(expected_shape)}")
+        if float(values.std()) == 0.0:
+            problems.append(f"{path}: every pixel has the same value")
+    return {
+        "ok": not problems,
+        "expected_shape": list(expected_shape),
+        "clips": clips,
+        "problems": problems,
+    }
+
+
+def _options(flags: Mapping[str, Any]) -> str:
+    """``--flag value`` pairs, shell-quoted; ``True`` is a bare flag, ``None``/``False`` none."""
+    parts = []
+    for flag, value in flags.items():
+        if value is True:
+            parts.append(flag)
+        elif value is not None and value is not False:
+            parts.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+# The per-video rules pass their configuration-derived flags as one precomputed string:
+# fewer placeholders per job keeps building and printing a 50,000-job DAG fast.
+
+
+def preprocess_options(config: Mapping[str, Any]) -> str:
+    """Flags of ``sora-tta preprocess`` besides input and output."""
+    selection, sampling = _section(config, "selection"), _section(config, "sampling")
+    return _options(
+        {
+            "--start-frame": selection.get("start_frame", 0),
+            "--num-frames": sampling.get("num_frames"),
+            "--height": sampling.get("height"),
+            "--width": sampling.get("width"),
+            "--expected-size": selection.get("expected_size"),
+        }
+    )
+
+
+def generate_options(config: Mapping[str, Any], tta: bool = False) -> str:
+    """Flags of ``sora-tta generate`` shared by every video (of TTA methods when ``tta``)."""
+    generation = _section(config, "generation")
+    return _options(
+        {
+            "--checkpoint-dir": checkpoint_paths(config).root,
+            "--seed": generation.get("seed", 0),
+            "--device": generation.get("device", "auto"),
+            "--dtype": generation.get("dtype", "auto"),
+            "--save-adapter": tta and bool(generation.get("save_adapter")),
+            "--no-progress": True,
+        }
+    )
+
+
+def evaluate_options(config: Mapping[str, Any]) -> str:
+    """Flags of ``sora-tta evaluate`` shared by every video and method."""
+    sampling, evaluation = _section(config, "sampling"), _section(config, "evaluation")
+    return _options(
+        {
+            "--context-frames": sampling.get("num_cond_frames"),
+            "--num-frames": sampling.get("num_frames"),
+            "--lpips-backbone": evaluation.get("lpips_backbone", "alexnet"),
+            "--lpips-seed": evaluation.get("lpips_seed", 0),
+            "--device": evaluation.get("device", "auto"),
+        }
+    )
+
+
+_PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1rem;font-size:14px}"
+    "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25rem .5rem}"
+    "th{background:#f0f0f0;position:sticky;top:0}td{font-variant-numeric:tabular-nums}"
+)
+
+
+def html_page(title: str, body: str) -> str:
+    """A small self-contained HTML document (inline style, no external resources)."""
+    import html
+
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head>"
+        f"<body><h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n"
+    )
+
+
+def table_page(path: str | os.PathLike[str], title: str, float_format: str = "{:.4g}") -> str:
+    """A CSV or TSV table rendered as a self-contained HTML page for the report."""
+    import pandas as pd
+
+    sep = "\t" if str(path).endswith(".tsv") else ","
+    table = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+    body = table.to_html(
+        index=False, na_rep="", border=0, float_format=float_format.format, escape=True
+    )
+    return html_page(title, body)
+
+
+def image_page(path: str | os.PathLike[str], title: str) -> str:
+    """An image (e.g. an animated GIF the report cannot show inline) embedded in a page."""
+    import base64
+    import mimetypes
+
+    mime = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return html_page(title, f"<img alt='{Path(path).name}' src='data:{mime};base64,{data}'>")
+
+
+class SmokeCheckError(RuntimeError):
+    """The smoke clips do not have the expected frames (see the check report)."""
+
+
+def run_smoke_check(
+    clips: Iterable[str], expected_shape: tuple[int, ...], report_path: str, log_path: str
+) -> dict[str, Any]:
+    """Check the smoke clips, write the JSON report (and the log); raise if a check failed."""
+    import json
+
+    from sora_tta.io import write_json_atomic, write_text_atomic
+
+    report = check_smoke_clips(clips, expected_shape)
+    write_text_atomic(log_path, json.dumps(report, indent=2) + "\n")
+    if not report["ok"]:
+        raise SmokeCheckError(f"smoke check failed: {'; '.join(report['problems'])}")
+    write_json_atomic(report_path, report)
+    return report
+
+
+def write_report_pages(
+    inputs: Mapping[str, str], outputs: Mapping[str, str], titles: Mapping[str, str]
+) -> None:
+    """Render each table input named in ``titles`` and the ``strip`` image as report pages."""
+    from sora_tta.io import write_text_atomic
+
+    for name, title in titles.items():
+        write_text_atomic(outputs[name], table_page(inputs[name], title))
+    write_text_atomic(outputs["strip"], image_page(inputs["strip"], "Example continuations"))
+
+
+def preflight_report(requirements: Iterable[Requirement], source: str) -> str:
+    """What the preflight found, one line per requirement, and a closing summary line."""
+    requirements = list(requirements)
+    lines = [f"found {req.describe()}" for req in requirements]
+    lines.append(f"preflight: all {len(requirements)} required inputs present ({source})")
+    return "\n".join(lines) + "\n"
