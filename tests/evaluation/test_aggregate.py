@@ -117,6 +117,14 @@ def test_long_table(fake_results: Path) -> None:
     assert long.loc[long.metric == "seam_ratio", "value"].isna().all()
 
 
+def test_only_listed_videos_are_read(fake_results: Path) -> None:
+    everything = collect_long_table(fake_results / "metrics", ["baseline", "VAR1"])
+    assert "v3" in set(everything.video)
+    kept = collect_long_table(fake_results / "metrics", ["baseline", "VAR1"], videos={"v1", "v2"})
+    assert set(kept.video) == {"v1", "v2"}
+    assert len(kept) == len(everything[everything.video.isin(["v1", "v2"])])
+
+
 def test_summary_table(fake_results: Path) -> None:
     summary = _aggregate(fake_results)["summary.csv"]
     row = _row(summary, method="baseline", segment="continuation", metric="psnr")

@@ -41,10 +41,10 @@ def run_aggregate(
     manifest: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
     """Read all inputs, build every table and write :data:`OUTPUT_FILES` into ``out_dir``."""
-    long = collect_long_table(metrics_dir, config.methods)
+    classes = read_manifest_classes(manifest) if manifest is not None else None
+    long = collect_long_table(metrics_dir, config.methods, videos=classes)
     expected = None
-    if manifest is not None:
-        classes = read_manifest_classes(manifest)
+    if classes is not None:
         long = apply_manifest(long, classes)
         expected = len(classes)
     summary = summary_table(long, config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,9 +106,15 @@ def records_to_rows(data: dict[str, Any], path: Path) -> list[tuple[Any, ...]]:
     return rows
 
 
-def collect_long_table(metrics_dir: str | os.PathLike[str], methods: Sequence[str]) -> pd.DataFrame:
+def collect_long_table(
+    metrics_dir: str | os.PathLike[str],
+    methods: Sequence[str],
+    videos: Collection[str] | None = None,
+) -> pd.DataFrame:
     """Read every ``{metrics_dir}/{method}/*.json`` into the long table.
 
+    With ``videos`` only those videos' files are read: a video the manifest no longer
+    lists as usable leaves the tables even when its old metrics file is still on disk.
     Raises :class:`AggregateError` when a method has no files, or a file is
     malformed or does not belong where it lies (video id = file stem, method = folder).
     """
@@ -116,6 +122,8 @@ def collect_long_table(metrics_dir: str | os.PathLike[str], methods: Sequence[st
     for method in methods:
         folder = Path(metrics_dir) / method
         files = sorted(folder.glob("*.json"))
+        if videos is not None:
+            files = [path for path in files if path.stem in videos]
         if not files:
             raise AggregateError(f"{folder}: no per-video metrics files (*.json)")
         for path in files:
