@@ -62,6 +62,27 @@ def parse_job_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def job_blocks(output: str) -> list[dict[str, str]]:
+    """Each job printed by snakemake as {'rule': ..., 'wildcards': ..., 'output': ...}."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for line in output.splitlines():
+        match = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line.strip())
+        if match:
+            current = {"rule": match.group(1)}
+            blocks.append(current)
+        elif current is not None and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            current.setdefault(key, value)
+    return blocks
+
+
+def wildcards_of(block: dict[str, str]) -> dict[str, str]:
+    """The wildcards of a job block as a dict."""
+    text = block.get("wildcards", "")
+    return dict(item.split("=", 1) for item in text.split(", ") if "=" in item)
+
+
 def snakemake(
     workdir: Path,
     *args: str,

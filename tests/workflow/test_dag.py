@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, REPO, dry_run, snakemake, workflow_env
+from conftest import DEMO_CONFIG, REPO, dry_run, job_blocks, snakemake, workflow_env
 
 from sora_tta import variants as V
 from sora_tta import workflow_config as wc
@@ -34,20 +34,6 @@ def real_env(root: Path) -> dict[str, str]:
     return workflow_env(TORCH_HOME=str(root / "torch"))
 
 
-def job_blocks(output: str) -> list[dict[str, str]]:
-    """Each job of a dry run's output as {'rule': ..., 'wildcards': ..., 'resources': ...}."""
-    blocks, current = [], None
-    for line in output.splitlines():
-        match = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line.strip())
-        if match:
-            current = {"rule": match.group(1)}
-            blocks.append(current)
-        elif current is not None and ":" in line and line.startswith("    "):
-            key, _, value = line.strip().partition(": ")
-            current[key] = value
-    return blocks
-
-
 def test_default_configuration_is_the_demo(tmp_path):
     result = dry_run(tmp_path)
     assert f"Config file(s): ['{DEMO_CONFIG}']" in result.output
@@ -68,12 +54,28 @@ def test_real_study_dag_has_one_job_per_video_and_method(real_study):
     assert counts["generate_baseline"] == videos
     assert counts["generate_tta"] == videos * variants
     assert counts["evaluate"] == videos * (variants + 1)
-    assert counts["encode_prompts"] == 1  # once, for every distinct prompt
+    assert "encode_prompts" not in counts  # the stand-in's prompt cache is up to date
     assert counts["method_config"] == variants
     for rule in ("aggregate", "plot", "report_pages", "sampling_config", "all"):
         assert counts[rule] == 1
     assert "manifest" not in counts  # the stand-in's manifest is up to date
     assert "make_synthetic_ucf101" not in counts and "make_tiny_checkpoints" not in counts
+
+
+def test_prompts_are_encoded_once_for_all_videos(real_study, tmp_path):
+    """Without the prompt cache the DAG waits on one encode_prompts checkpoint job."""
+    root, config, _ = real_study
+    copy = tmp_path / "study"
+    shutil.copytree(root, copy, symlinks=True)
+    data = yaml.safe_load(config.read_text())
+    (copy / "results" / "prompts" / "negative.safetensors").unlink()
+    result = snakemake(copy, "-n", "--cores", "1", "--configfile", str(config), env=real_env(root))
+    assert result.job_counts()["encode_prompts"] == 1
+    assert "checkpoint jobs" in result.output
+    (block,) = [b for b in job_blocks(result.output) if b["rule"] == "encode_prompts"]
+    assert "gpu=1" in block["resources"]
+    mem_mb = data["resources"]["rules"]["encode_prompts"]["mem_mb"]
+    assert f"mem_mb={mem_mb}" in block["resources"]
 
 
 def test_real_study_resources(real_study):
@@ -94,7 +96,7 @@ def test_real_study_resources(real_study):
             assert int(resources["mem_mb"]) == real[rule]["mem_mb"], rule
             assert int(resources["runtime"]) == real[rule]["runtime"], rule
         seen.add(rule)
-    assert {"preprocess", "encode_prompts", "generate_tta", "evaluate", "aggregate"} <= seen
+    assert {"preprocess", "generate_baseline", "generate_tta", "evaluate", "aggregate"} <= seen
 
 
 def test_variant_method_ids_and_folders(real_study):
