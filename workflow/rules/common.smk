@@ -197,7 +197,7 @@ class ManifestIndex:
     def prompt_id(self, video):
         """File stem of the video's prompt embedding (computed for all videos at once)."""
         if self._prompt_ids is None:
-            from sora_tta.models.text import format_prompt, prompt_id
+            from sora_tta.prompts import format_prompt, prompt_id
 
             fps, motion = config["prompts"]["fps"], config["prompts"]["motion_score"]
             self._prompt_ids = {
