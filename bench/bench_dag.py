@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from sora_tta.data.ucf101 import CLASS_NAMES
+from sora_tta.workflow_config import parse_job_counts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,23 +127,6 @@ def build_scratch(root: Path, videos: int) -> tuple[Path, int]:
     config_path = root / "bench.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return config_path, len(entries)
-
-
-def parse_job_counts(text: str) -> dict[str, int]:
-    """The 'Job stats' table of a Snakemake dry run as {rule: count} (with 'total')."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in text.splitlines():
-        if line.startswith("Job stats:"):
-            in_table, counts = True, {}
-            continue
-        if in_table:
-            match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
-            if match:
-                counts[match.group(1)] = int(match.group(2))
-            elif counts and not line.strip():
-                in_table = False
-    return counts
 
 
 def run_dry(root: Path, config: Path, snakemake: str) -> tuple[float, str, int]:

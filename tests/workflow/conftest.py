@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from sora_tta.workflow_config import parse_job_counts
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
@@ -43,23 +45,6 @@ class Result:
     def job_counts(self) -> dict[str, int]:
         """The 'Job stats' table of the output as {rule: count}, 'total' included."""
         return parse_job_counts(self.output)
-
-
-def parse_job_counts(text: str) -> dict[str, int]:
-    """The last 'Job stats' table of Snakemake output as {rule: count} ({} if none)."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in text.splitlines():
-        if line.startswith("Job stats:"):
-            in_table, counts = True, {}
-            continue
-        if in_table:
-            match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
-            if match:
-                counts[match.group(1)] = int(match.group(2))
-            elif counts and not line.strip():
-                in_table = False
-    return counts
 
 
 def job_blocks(output: str) -> list[dict[str, str]]:

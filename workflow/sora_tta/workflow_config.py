@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -621,3 +622,20 @@ def preflight_report(requirements: Iterable[Requirement], source: str) -> str:
     lines = [f"found {req.describe()}" for req in requirements]
     lines.append(f"preflight: all {len(requirements)} required inputs present ({source})")
     return "\n".join(lines) + "\n"
+
+
+def parse_job_counts(text: str) -> dict[str, int]:
+    """The last 'Job stats' table of Snakemake output as {rule: count} ({} if none)."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in text.splitlines():
+        if line.startswith("Job stats:"):
+            in_table, counts = True, {}
+            continue
+        if in_table:
+            match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+            if match:
+                counts[match.group(1)] = int(match.group(2))
+            elif counts and not line.strip():
+                in_table = False
+    return counts
