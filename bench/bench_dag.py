@@ -9,7 +9,7 @@ and ``sora-tta encode-prompts`` had run), then times
     snakemake -n --snakefile <repo>/Snakefile --directory <scratch> --configfile bench.yaml
 
 and checks the job counts (one clip per video, a generation per (video, method), an
-evaluation per (video, method)). Exit status 1 when the dry run takes longer than --limit.
+evaluation per (method, class)). Exit status 1 when the dry run takes longer than --limit.
 
     python bench/bench_dag.py [--videos 3783] [--limit 60] [--keep DIR]
 """
@@ -41,11 +41,12 @@ GRID = {"rank": [8, 16], "mode": ["denoise", "continue", "mixed"]}
 VARIANTS = 2 * 3
 
 
-def video_ids(count: int) -> list[tuple[str, str, int]]:
-    """``count`` (video id, class name, class index) spread over the 101 classes like UCF-101."""
-    per_class, extra = divmod(count, len(CLASS_NAMES))
+def video_ids(count: int, classes: int = len(CLASS_NAMES)) -> list[tuple[str, str, int]]:
+    """``count`` (video id, class name, class index) spread over the first ``classes`` of the
+    101 classes like UCF-101."""
+    per_class, extra = divmod(count, classes)
     videos = []
-    for index, name in enumerate(CLASS_NAMES, start=1):
+    for index, name in enumerate(CLASS_NAMES[:classes], start=1):
         clips = per_class + (1 if index <= extra else 0)
         for k in range(clips):
             group, clip = k // 5 + 8, k % 5 + 1  # test groups of split 1 are g08-g25
@@ -58,9 +59,11 @@ def action_words(class_name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", class_name).lower()
 
 
-def build_scratch(root: Path, videos: int) -> tuple[Path, int]:
-    """Write the stand-in study into ``root``; return (config path, usable video count)."""
-    entries = video_ids(videos)
+def build_scratch(
+    root: Path, videos: int, classes: int = len(CLASS_NAMES)
+) -> tuple[Path, int, int]:
+    """Write the stand-in study into ``root``; return (config path, usable videos, classes)."""
+    entries = video_ids(videos, classes)
     ucf, splits, ckpts = root / "UCF-101", root / "ucfTrainTestlist", root / "ckpts"
     splits.mkdir(parents=True)
     (splits / "classInd.txt").write_text(
@@ -126,7 +129,15 @@ def build_scratch(root: Path, videos: int) -> tuple[Path, int]:
     config["variants"] = {"named": {}, "grids": {"bench": {"axes": GRID}}}
     config_path = root / "bench.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return config_path, len(entries)
+    return config_path, len(entries), len({name for _, name, _ in entries})
+
+
+def startup_seconds(snakemake: str) -> float:
+    """Seconds of ``snakemake --version``: start-up alone (plugins included; the SLURM
+    plugin's ``scontrol`` probe takes its 10 s timeout where no controller answers)."""
+    start = time.perf_counter()
+    subprocess.run([snakemake, "--version"], capture_output=True, check=True)
+    return time.perf_counter() - start
 
 
 def run_dry(root: Path, config: Path, snakemake: str) -> tuple[float, str, int]:
@@ -143,19 +154,25 @@ def run_dry(root: Path, config: Path, snakemake: str) -> tuple[float, str, int]:
 
 
 FLOOR_SNAKEFILE = """\
-# The same number of jobs as the study (clip, generation, evaluation per video and method)
-# with nothing else: what Snakemake itself needs for a DAG of this size on this machine.
+# The same jobs as the study (a clip per video, a generation per video and method, an
+# evaluation per method and class) with nothing else: what Snakemake itself needs for a DAG
+# of this size on this machine.
 import csv
 
 METHODS = {methods!r}
 checkpoint manifest:
     output: "results/manifest.csv"
     shell: "false"
-def videos(wildcards):
+def rows():
     with open(checkpoints.manifest.get().output[0]) as f:
-        return [r["video_id"] for r in csv.DictReader(f)]
+        return list(csv.DictReader(f))
+def videos(wildcards):
+    return [r["video_id"] for r in rows() if r["class_name"] == wildcards.c]
 rule all:
-    input: lambda wc: expand("results/metrics/{{m}}/{{v}}.json", m=METHODS, v=videos(wc))
+    input:
+        lambda wc: expand(
+            "results/metrics/{{m}}/{{c}}.json", m=METHODS, c={{r["class_name"] for r in rows()}}
+        )
 rule pre:
     input: "results/manifest.csv"
     output: "results/clips/{{v}}.mkv"
@@ -165,14 +182,14 @@ rule gen:
     output: "results/generations/{{m}}/{{v}}/video.mkv"
     shell: "touch {{output}}"
 rule ev:
-    input: "results/generations/{{m}}/{{v}}/video.mkv", "results/clips/{{v}}.mkv"
-    output: "results/metrics/{{m}}/{{v}}.json"
+    input: lambda wc: expand("results/generations/{{m}}/{{v}}/video.mkv", m=wc.m, v=videos(wc))
+    output: "results/metrics/{{m}}/{{c}}.json"
     shell: "touch {{output}}"
 """
 
 
 def run_floor(root: Path, snakemake: str) -> float:
-    """Dry-run seconds of a bare four-rule Snakefile with the study's job count."""
+    """Dry-run seconds of a bare four-rule Snakefile with the study's jobs."""
     methods = ["baseline", *(f"v{i}" for i in range(VARIANTS))]
     (root / "floor.smk").write_text(FLOOR_SNAKEFILE.format(methods=methods))
     command = [
@@ -183,7 +200,7 @@ def run_floor(root: Path, snakemake: str) -> float:
     proc = subprocess.run(command, capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
     counts = parse_job_counts(proc.stdout + proc.stderr)
-    if not counts.get("pre") or counts.get("ev") != len(methods) * counts["pre"]:
+    if not counts.get("pre") or counts.get("gen") != len(methods) * counts["pre"]:
         raise RuntimeError(f"bare Snakefile: unexpected job counts {counts}")
     return seconds
 
@@ -207,22 +224,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-dag-") as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        config, videos = build_scratch(root, args.videos)
+        config, videos, classes = build_scratch(root, args.videos)
         seconds, output, status = run_dry(root, config, args.snakemake)
         floor = run_floor(root, args.snakemake) if args.floor else None
+        startup = startup_seconds(args.snakemake)
     counts = parse_job_counts(output)
     expected = {
         "preprocess": videos,
         "generate_baseline": videos,
         "generate_tta": videos * VARIANTS,
-        "evaluate": videos * (VARIANTS + 1),
+        "evaluate": classes * (VARIANTS + 1),
     }
     result = {
         "videos": videos,
+        "classes": classes,
         "variants": VARIANTS,
         "seconds": round(seconds, 2),
         "limit": args.limit,
         "bare_snakefile_seconds": None if floor is None else round(floor, 2),
+        "snakemake_startup_seconds": round(startup, 2),
         "jobs": counts,
         "snakemake_status": status,
     }

@@ -12,8 +12,8 @@ import pytest
 
 from sora_tta.data.video import write_lossless
 from sora_tta.evaluation import commands
-from sora_tta.evaluation.definitions import SCHEMA
-from sora_tta.io import write_json_atomic
+from sora_tta.evaluation.definitions import FILE_SCHEMA, SCHEMA
+from sora_tta.io import read_json, write_json_atomic
 
 T, H, W = 65, 32, 48
 
@@ -86,9 +86,17 @@ def _fake_record(
 
 
 def _write_fake(metrics_dir: Path, record: dict[str, Any]) -> Path:
-    """Write a fake record where ``sora-tta aggregate`` expects it."""
-    path = metrics_dir / record["method"] / f"{record['video']}.json"
-    write_json_atomic(path, record)
+    """Add a fake record to its ``{metrics_dir}/{method}/{class}.json`` (replacing an older
+    record of the same video), where ``sora-tta aggregate`` expects it."""
+    path = metrics_dir / record["method"] / f"{record['class']}.json"
+    data = (
+        read_json(path)
+        if path.exists()
+        else {"schema": FILE_SCHEMA, "method": record["method"], "class": record["class"]}
+    )
+    others = [r for r in data.get("records", []) if r["video"] != record["video"]]
+    data["records"] = [*others, record]
+    write_json_atomic(path, data)
     return path
 
 
@@ -112,5 +120,5 @@ def fake_record():
 
 @pytest.fixture(scope="session")
 def write_fake():
-    """Write a record to ``{metrics_dir}/{method}/{video}.json``."""
+    """Add a record to ``{metrics_dir}/{method}/{class}.json``."""
     return _write_fake

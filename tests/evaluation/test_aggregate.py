@@ -53,8 +53,9 @@ def fake_results(tmp_path: Path, fake_record, write_fake) -> Path:
             fake_record(video, "baseline", CLASSES[video], _values(psnr, BASE_LPIPS[video])),
         )
     for video, psnr in VAR_PSNR.items():
-        cls = "" if video == "v4" else CLASSES[video]  # v4's class comes from the manifest
-        write_fake(metrics, fake_record(video, "VAR1", cls, _values(psnr, VAR_LPIPS[video])))
+        write_fake(
+            metrics, fake_record(video, "VAR1", CLASSES[video], _values(psnr, VAR_LPIPS[video]))
+        )
     gens = tmp_path / "generations"
     metas = {
         "v1": {"timings": {"load": 1.0, "adapt": 10.0, "sample": 5.0, "note": "x"},
@@ -113,16 +114,24 @@ def test_long_table(fake_results: Path) -> None:
     assert sorted(per_frame.frame.astype(int)) == list(range(1, 66))
     agg = long[long.frame.isna() & (long.metric == "psnr") & (long.segment == "continuation")]
     assert len(agg) == 9
-    assert set(long.loc[long.video == "v4", "class"]) == {"B"}  # filled from the manifest
+    assert dict(zip(long.video, long["class"], strict=True)) == CLASSES
     assert long.loc[long.metric == "seam_ratio", "value"].isna().all()
 
 
 def test_only_listed_videos_are_read(fake_results: Path) -> None:
     everything = collect_long_table(fake_results / "metrics", ["baseline", "VAR1"])
     assert "v3" in set(everything.video)
-    kept = collect_long_table(fake_results / "metrics", ["baseline", "VAR1"], videos={"v1", "v2"})
+    listed = {"v1": "A", "v2": "A"}
+    kept = collect_long_table(fake_results / "metrics", ["baseline", "VAR1"], videos=listed)
     assert set(kept.video) == {"v1", "v2"}
     assert len(kept) == len(everything[everything.video.isin(["v1", "v2"])])
+    # only the listed classes' files are read: another file may be anything
+    (fake_results / "metrics" / "VAR1" / "B.json").write_text("{stale")
+    assert collect_long_table(fake_results / "metrics", ["VAR1"], videos=listed).equals(
+        kept[kept.method == "VAR1"].reset_index(drop=True)
+    )
+    with pytest.raises(AggregateError, match=r"metrics files missing: .*VAR1/C\.json"):
+        collect_long_table(fake_results / "metrics", ["VAR1"], videos={"v9": "C"})
 
 
 def test_summary_table(fake_results: Path) -> None:
@@ -224,20 +233,34 @@ def test_random_backbone_is_flagged(tmp_path: Path, fake_record, write_fake) -> 
 
 def test_input_errors_name_the_file(tmp_path: Path, fake_record, write_fake) -> None:
     metrics = tmp_path / "m"
-    write_fake(metrics, fake_record("v1", "baseline", "A", _values(20, 0.2)))
+    path = write_fake(metrics, fake_record("v1", "baseline", "A", _values(20, 0.2)))
     with pytest.raises(AggregateError, match=r"m/VAR1"):
         collect_long_table(metrics, ["baseline", "VAR1"])
-    moved = metrics / "baseline" / "v2.json"
-    (metrics / "baseline" / "v1.json").rename(moved)
-    with pytest.raises(AggregateError, match=r"v2\.json.*expected 'v2'"):
+    with pytest.raises(AggregateError, match=r"m/baseline: no per-video metrics"):
+        collect_long_table(metrics, ["baseline"], videos={"v9": "A"})
+    moved = metrics / "baseline" / "B.json"
+    path.rename(moved)
+    with pytest.raises(AggregateError, match=r"B\.json: holds method 'baseline', class 'A'"):
         collect_long_table(metrics, ["baseline"])
     moved.write_text("{broken")
-    with pytest.raises(AggregateError, match=r"v2\.json: not valid JSON"):
+    with pytest.raises(AggregateError, match=r"B\.json: not valid JSON"):
+        collect_long_table(metrics, ["baseline"])
+    moved.unlink()
+    path = write_fake(metrics, fake_record("v1", "baseline", "A", _values(20, 0.2)))
+    data = json.loads(path.read_text())
+    data["records"][0]["class"] = "B"
+    path.write_text(json.dumps(data))
+    with pytest.raises(AggregateError, match=r"A\.json: record of video 'v1' holds .* class 'B'"):
         collect_long_table(metrics, ["baseline"])
     record = fake_record("v2", "baseline", "A", _values(20, 0.2))
     record["segments"]["continuation"]["per_frame"]["psnr"].pop()
+    path.unlink()
     write_fake(metrics, record)
-    with pytest.raises(AggregateError, match="31 values for 32 frames"):
+    with pytest.raises(AggregateError, match=r"A\.json \(video 'v2'\): .*31 values for 32 frames"):
+        collect_long_table(metrics, ["baseline"])
+    write_fake(metrics, fake_record("v2", "baseline", "A", _values(20, 0.2)))
+    write_fake(metrics, fake_record("v2", "baseline", "B", _values(20, 0.2)))
+    with pytest.raises(AggregateError, match=r"video 'v2' is also in"):
         collect_long_table(metrics, ["baseline"])
     bad_meta = tmp_path / "meta.json"
     bad_meta.write_text("[1, 2]")

@@ -8,16 +8,21 @@ import numpy as np
 import pytest
 
 from sora_tta.cli import CommandError
-from sora_tta.evaluation.definitions import PSNR_CAP_DB, SCHEMA
+from sora_tta.evaluation.definitions import FILE_SCHEMA, PSNR_CAP_DB, SCHEMA
 from sora_tta.io import read_json
 
 
-def _argv(gen: Path, ref: Path, out: Path, *extra: str) -> list[str]:
+def _argv(
+    gen: Path | list[Path], ref: Path | list[Path], out: Path, *extra: str, videos=None
+) -> list[str]:
+    gens = gen if isinstance(gen, list) else [gen]
+    refs = ref if isinstance(ref, list) else [ref]
+    videos = videos or [f"v_Test_g01_c{i + 1:02d}" for i in range(len(gens))]
     return [
         "evaluate",
-        "--generated", str(gen),
-        "--reference", str(ref),
-        "--video-id", "v_Test_g01_c01",
+        "--generated", *map(str, gens),
+        "--reference", *map(str, refs),
+        "--video-ids", *videos,
         "--method", "baseline",
         "--class-name", "Test",
         "--out", str(out),
@@ -33,9 +38,11 @@ def test_evaluate_writes_marked_json(tmp_path, cli, write_clip, moving_clip) -> 
     gen_frames[33:] = np.clip(gen_frames[33:].astype(int) + 10, 0, 255).astype(np.uint8)
     ref = write_clip(tmp_path / "ref.mkv", ref_frames)
     gen = write_clip(tmp_path / "gen.mkv", gen_frames)
-    out = tmp_path / "metrics" / "baseline" / "v_Test_g01_c01.json"
+    out = tmp_path / "metrics" / "baseline" / "Test.json"
     assert cli(_argv(gen, ref, out)) == 0
-    data = read_json(out)
+    file = read_json(out)
+    assert (file["schema"], file["method"], file["class"]) == (FILE_SCHEMA, "baseline", "Test")
+    (data,) = file["records"]
     assert data["schema"] == SCHEMA and data["lpips_backbone"] == "random"
     assert data["video"] == "v_Test_g01_c01" and data["class"] == "Test"
     assert (data["num_frames"], data["height"], data["width"]) == (65, 32, 48)
@@ -82,3 +89,37 @@ def test_unreadable_clip_and_bad_context(tmp_path, cli, write_clip, moving_clip)
         cli(_argv(tmp_path / "missing.mkv", ref, tmp_path / "out.json"))
     with pytest.raises(CommandError, match="context-frames"):
         cli(_argv(ref, ref, tmp_path / "out.json", "--context-frames", "64"))
+
+
+def test_one_file_per_class_in_the_given_order(tmp_path, cli, write_clip, moving_clip) -> None:
+    """Several videos, one LPIPS model: each record equals the single-video evaluation."""
+    refs = [write_clip(tmp_path / f"ref{i}.mkv", moving_clip(10 + i)) for i in range(3)]
+    gens = [write_clip(tmp_path / f"gen{i}.mkv", moving_clip(20 + i)) for i in range(3)]
+    videos = ["v_Test_g01_c03", "v_Test_g01_c01", "v_Test_g02_c01"]
+    assert cli(_argv(gens, refs, tmp_path / "all.json", videos=videos)) == 0
+    records = read_json(tmp_path / "all.json")["records"]
+    assert [r["video"] for r in records] == videos
+    assert [r["generated"] for r in records] == [str(g) for g in gens]
+    assert cli(_argv(gens[2], refs[2], tmp_path / "one.json", videos=videos[2:])) == 0
+    (alone,) = read_json(tmp_path / "one.json")["records"]
+    assert alone == records[2]
+
+
+def test_bad_videos_are_all_named_and_nothing_is_written(
+    tmp_path, cli, write_clip, moving_clip
+) -> None:
+    refs = [write_clip(tmp_path / f"ref{i}.mkv", moving_clip(30 + i)) for i in range(3)]
+    gens = [tmp_path / "gone.mkv", refs[1], write_clip(tmp_path / "short.mkv", moving_clip(3, 60))]
+    out = tmp_path / "out.json"
+    with pytest.raises(CommandError, match="2 of 3 videos cannot be evaluated") as info:
+        cli(_argv(gens, refs, out))
+    assert "gone.mkv" in str(info.value) and "short.mkv" in str(info.value)
+    assert not out.exists()
+
+
+def test_list_lengths_and_ids_are_checked(tmp_path, cli) -> None:
+    clip = tmp_path / "c.mkv"
+    with pytest.raises(CommandError, match="the three lists must match"):
+        cli(_argv([clip, clip], [clip], tmp_path / "o.json"))
+    with pytest.raises(CommandError, match="video ids repeated"):
+        cli(_argv([clip, clip], [clip, clip], tmp_path / "o.json", videos=["v1", "v1"]))

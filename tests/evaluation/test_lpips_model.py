@@ -60,10 +60,26 @@ def test_random_backbone_leaves_global_rng_alone() -> None:
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"TORCH_HOME": "t"}, {"XDG_CACHE_HOME": "x"}, {"TORCH_HOME": "t", "XDG_CACHE_HOME": "x"}],
+)
+def test_weights_path_follows_torch_hub(tmp_path, monkeypatch, env) -> None:
+    """The torch-free path (used by the workflow's preflight) is torch.hub's folder."""
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(tmp_path / value))
+    hub = Path(torch.hub.get_dir())
+    assert lpips_model.alexnet_weights_path() == hub / "checkpoints" / lpips_model.ALEXNET_FILE
+
+
 def test_missing_alexnet_weights_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / lpips_model.ALEXNET_FILE
     assert lpips_model.alexnet_weights_path() == expected
+    assert expected.parent.parent == Path(torch.hub.get_dir())
     with pytest.raises(lpips_model.LpipsWeightsError) as info:
         lpips_model.build_lpips("alexnet")
     message = str(info.value)

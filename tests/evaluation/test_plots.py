@@ -34,7 +34,7 @@ FRAMES, CONTEXT = 17, 9
 def pipeline(tmp_path_factory, moving_clip, cli, write_clip) -> Path:
     """clips/, generations/ (with loss.csv for VAR1), metrics/ and aggregate/ for 3 videos."""
     root = tmp_path_factory.mktemp("pipeline")
-    for i, (video, cls) in enumerate(VIDEOS.items()):
+    for i, video in enumerate(VIDEOS):
         gt = moving_clip(i, frames=FRAMES)
         write_clip(root / "clips" / f"{video}.mkv", gt)
         for method in METHODS:
@@ -48,11 +48,16 @@ def pipeline(tmp_path_factory, moving_clip, cli, write_clip) -> Path:
                 pd.DataFrame({"step": steps, "loss": 1.0 / steps + 0.01 * i, "lr": 1e-4}).to_csv(
                     folder / "loss.csv", index=False
                 )
+    for method in METHODS:
+        for cls in sorted(set(VIDEOS.values())):
+            videos = [v for v, c in VIDEOS.items() if c == cls]
+            generated = [str(root / "generations" / method / v / "video.mkv") for v in videos]
             cli(
-                ["evaluate", "--generated", str(folder / "video.mkv"),
-                 "--reference", str(root / "clips" / f"{video}.mkv"), "--video-id", video,
-                 "--method", method, "--class-name", cls,
-                 "--out", str(root / "metrics" / method / f"{video}.json"),
+                ["evaluate",
+                 "--generated", *generated,
+                 "--reference", *(str(root / "clips" / f"{v}.mkv") for v in videos),
+                 "--video-ids", *videos, "--method", method, "--class-name", cls,
+                 "--out", str(root / "metrics" / method / f"{cls}.json"),
                  "--lpips-backbone", "random", "--device", "cpu",
                  "--num-frames", str(FRAMES), "--context-frames", str(CONTEXT)]
             )  # fmt: skip

@@ -24,17 +24,19 @@ from sora_tta.tta.commands import prompt_files_for_manifest
 
 @pytest.fixture
 def generate_args(tiny_ckpt_dir, clip_dir, prompt_dir, prompt_file, tmp_path):
-    """``generate_args(method, out_dir, *extra)``: a full ``sora-tta generate`` argv."""
-    sampling = tmp_path / "sampling.json"
-    sampling.write_text(json.dumps({"num_steps": 2}))
+    """``generate_args(method, out_dir, *extra, adapt=None)``: a full ``sora-tta generate``
+    argv whose ``--method-json`` (written next to ``out_dir``) has 2 sampling steps."""
 
-    def make(method: str, out_dir: Path, *extra: str) -> list[str]:
+    def make(method: str, out_dir: Path, *extra: str, adapt: dict | None = None) -> list[str]:
+        method_json = out_dir.with_name(f"{out_dir.name}-method.json")
+        spec = {"method": method, "sampling": {"num_steps": 2}, "adapt": adapt}
+        method_json.write_text(json.dumps(spec))
         return [
             "generate", "--clip", str(clip_dir / "v_a.mkv"), "--video-id", "v_a",
-            "--method", method, "--prompt-embedding", str(prompt_file),
+            "--method-json", str(method_json), "--prompt-embedding", str(prompt_file),
             "--negative-embedding", str(prompt_dir / "negative.safetensors"),
             "--checkpoint-dir", str(tiny_ckpt_dir), "--out-dir", str(out_dir),
-            "--sampling-json", str(sampling), "--device", "cpu", "--no-progress", *extra,
+            "--device", "cpu", "--no-progress", *extra,
         ]  # fmt: skip
 
     return make
@@ -43,12 +45,9 @@ def generate_args(tiny_ckpt_dir, clip_dir, prompt_dir, prompt_file, tmp_path):
 def test_generate_command_baseline_and_adapted(generate_args, tmp_path) -> None:
     assert main(generate_args("baseline", tmp_path / "base")) == 0
     assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["meta.json", "video.mkv"]
-    adapt_json = tmp_path / "adapt.json"
-    adapt_json.write_text(
-        json.dumps({"rank": 2, "steps": 2, "warmup_steps": 1, "targets": "attn+mlp"})
-    )
+    adapt = {"rank": 2, "steps": 2, "warmup_steps": 1, "targets": "attn+mlp"}
     out = tmp_path / "tta"
-    assert main(generate_args("tta", out, "--adapt-json", str(adapt_json), "--save-adapter")) == 0
+    assert main(generate_args("tta", out, "--save-adapter", adapt=adapt)) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "adapter.safetensors", "loss.csv", "meta.json", "video.mkv"
     ]  # fmt: skip
@@ -59,16 +58,21 @@ def test_generate_command_baseline_and_adapted(generate_args, tmp_path) -> None:
 
 
 def test_generate_command_rejects_bad_configs(generate_args, tmp_path, capsys) -> None:
-    adapt_json = tmp_path / "bad.json"
-    adapt_json.write_text(json.dumps({"rank": 4, "learning_rate": 1e-3}))
-    assert main(generate_args("tta", tmp_path / "o", "--adapt-json", str(adapt_json))) == 1
+    argv = generate_args("tta", tmp_path / "o", adapt={"rank": 4, "learning_rate": 1e-3})
+    assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"{adapt_json}: unknown keys ['learning_rate']; valid keys are ['rank', 'alpha'" in err
-    adapt_json.write_text(json.dumps({"targets": "double_blocks.0.qkv"}))
-    assert main(generate_args("tta", tmp_path / "o", "--adapt-json", str(adapt_json))) == 1
+    method_json = argv[argv.index("--method-json") + 1]
+    assert (
+        f"{method_json} (adapt): unknown keys ['learning_rate']; valid keys are ['rank', 'alpha'"
+        in err
+    )
+    argv = generate_args("tta", tmp_path / "o", adapt={"targets": "double_blocks.0.qkv"})
+    assert main(argv) == 1
     assert "match no nn.Linear" in capsys.readouterr().err
     args = generate_args("baseline", tmp_path / "o")
+    assert main([*args, "--method", "other"]) == 1
+    assert "--method 'other' but" in capsys.readouterr().err
     args[args.index("--clip") + 1] = str(tmp_path / "missing.mkv")
     assert main(args) == 1
     assert "missing.mkv: file not found" in capsys.readouterr().err
@@ -126,12 +130,10 @@ def test_sigterm_saves_exits_75_and_resume_matches(generate_args, tmp_path) -> N
     """A preempted run exits 75 with its state; rerunning it ends with the adapter an
     uninterrupted run produces (exactly, on the CPU)."""
     steps = 12
-    adapt_json = tmp_path / "adapt.json"
     config = {"rank": 4, "steps": steps, "warmup_steps": 2, "lr": 1e-3, "dropout": 0.1,
               "mode": "mixed", "checkpoint_every": 1}  # fmt: skip
-    adapt_json.write_text(json.dumps(config))
     out = tmp_path / "run"
-    argv = generate_args("tta", out, "--adapt-json", str(adapt_json), "--save-adapter")
+    argv = generate_args("tta", out, "--save-adapter", adapt=config)
     command = [
         sys.executable,
         "-c",
@@ -160,10 +162,7 @@ def test_sigterm_saves_exits_75_and_resume_matches(generate_args, tmp_path) -> N
     assert meta["resumed_from_step"] == stopped_at
     assert not (out / "resume").exists()
     reference = tmp_path / "reference"
-    assert (
-        main(generate_args("tta", reference, "--adapt-json", str(adapt_json), "--save-adapter"))
-        == 0
-    )
+    assert main(generate_args("tta", reference, "--save-adapter", adapt=config)) == 0
     resumed = load_file(out / "adapter.safetensors")
     uninterrupted = load_file(reference / "adapter.safetensors")
     assert resumed.keys() == uninterrupted.keys()

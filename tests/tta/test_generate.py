@@ -15,7 +15,7 @@ from sora_tta.data.video import read_frames
 from sora_tta.models import pipeline
 from sora_tta.tta import generate as gen
 from sora_tta.tta.adapt import AdaptConfig
-from sora_tta.tta.generate import GenerateRequest, GenerationError, SamplingConfig
+from sora_tta.tta.generate import GenerateRequest, GenerationError, MethodSpec, SamplingConfig
 
 SAMPLING = SamplingConfig(num_steps=3)
 ADAPT = AdaptConfig(rank=4, steps=3, warmup_steps=1, lr=1e-3, checkpoint_every=2)
@@ -161,3 +161,17 @@ def test_too_short_clip_is_refused(bundle, request_for, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"short\.mkv: has 20 frames, need 33"):
         gen.generate(request, bundle=bundle)
     assert pipeline.NUM_COND_FRAMES == 33
+
+
+def test_method_spec_round_trip_and_errors() -> None:
+    data = {"method": "r4", "sampling": {"num_steps": 3}, "adapt": {"rank": 4}}
+    spec = MethodSpec.from_dict(data)
+    assert spec.sampling == SamplingConfig(num_steps=3) and spec.adapt.rank == 4
+    assert MethodSpec.from_dict(spec.to_dict()) == spec
+    assert MethodSpec.from_dict({}) == MethodSpec()  # the baseline, default sampling
+    with pytest.raises(ValueError, match=r"m\.json: unknown keys \['steps'\]"):
+        MethodSpec.from_dict({"steps": 3}, "m.json")
+    with pytest.raises(ValueError, match=r"m\.json \(sampling\): unknown keys \['rank'\]"):
+        MethodSpec.from_dict({"sampling": {"rank": 3}}, "m.json")
+    with pytest.raises(ValueError, match="non-empty string"):
+        MethodSpec.from_dict({"method": 3}, "m.json")

@@ -22,7 +22,8 @@ def test_bench_dag_small(tmp_path):
     result = json.loads(proc.stdout)
     jobs = result["jobs"]
     assert result["videos"] == 150 and result["variants"] == 6
-    assert jobs["preprocess"] == 150 and jobs["evaluate"] == 150 * 7
+    assert result["classes"] == 101
+    assert jobs["preprocess"] == 150 and jobs["evaluate"] == 101 * 7
     assert jobs["generate_tta"] == 150 * 6 and jobs["aggregate"] == 1
     assert result["seconds"] < result["limit"]
     manifest = (tmp_path / "stand-in" / "results" / "manifest.csv").read_text().splitlines()

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, REPO, dry_run, job_blocks, snakemake, workflow_env
+from conftest import (
+    DEMO_CONFIG,
+    REPO,
+    dry_run,
+    job_blocks,
+    snakemake,
+    wildcards_of,
+    workflow_env,
+)
 
 from sora_tta import variants as V
 from sora_tta import workflow_config as wc
@@ -24,9 +32,10 @@ def load_bench():
 
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory) -> tuple[Path, Path, int]:
-    """A stand-in of the real study (12 videos, real config, placeholder files)."""
+    """A stand-in of the real study (12 videos of 4 classes, real config, placeholder files)."""
     root = tmp_path_factory.mktemp("real-study")
-    config, videos = load_bench().build_scratch(root, 12)
+    config, videos, classes = load_bench().build_scratch(root, 12, classes=4)
+    assert classes == 4
     return root, config, videos
 
 
@@ -53,10 +62,19 @@ def test_real_study_dag_has_one_job_per_video_and_method(real_study):
     assert counts["preprocess"] == videos
     assert counts["generate_baseline"] == videos
     assert counts["generate_tta"] == videos * variants
-    assert counts["evaluate"] == videos * (variants + 1)
+    assert counts["evaluate"] == 4 * (variants + 1)  # one per (method, class)
+    evaluations = [b for b in job_blocks(result.output) if b["rule"] == "evaluate"]
+    for block in evaluations:
+        method, cls = wildcards_of(block)["method"], wildcards_of(block)["class_name"]
+        inputs = block["input"].split(", ")
+        clips = sorted(i for i in inputs if i.startswith("results/clips/"))
+        generated = sorted(i for i in inputs if i.startswith(f"results/generations/{method}/"))
+        assert len(clips) == len(generated) == 3 and len(inputs) == 6, block
+        assert all(f"/v_{cls}_g" in path for path in clips + generated), block
+        assert block["output"] == f"results/metrics/{method}/{cls}.json"
     assert "encode_prompts" not in counts  # the stand-in's prompt cache is up to date
-    assert counts["method_config"] == variants
-    for rule in ("aggregate", "plot", "report_pages", "sampling_config", "all"):
+    assert counts["method_config"] == variants + 1  # the baseline's too
+    for rule in ("aggregate", "plot", "report_pages", "all"):
         assert counts[rule] == 1
     assert "manifest" not in counts  # the stand-in's manifest is up to date
     assert "make_synthetic_ucf101" not in counts and "make_tiny_checkpoints" not in counts
@@ -86,7 +104,7 @@ def test_real_study_resources(real_study):
     seen = set()
     for block in job_blocks(result.output):
         rule = block["rule"]
-        if rule in ("all", "sampling_config", "method_config", "methods_table"):
+        if rule in ("all", "method_config", "methods_table"):
             continue
         resources = dict(item.split("=", 1) for item in block["resources"].split(", "))
         assert ("gpu" in resources) == (rule in wc.GPU_RULES), (rule, resources)

@@ -62,13 +62,23 @@ def demo_with(overlay: dict, path: Path) -> list[str]:
     return ["--configfile", str(DEMO_CONFIG), str(path)]
 
 
+def class_of(workdir: Path, video: str) -> str:
+    return next(r["class_name"] for r in manifest_rows(workdir) if r["video_id"] == video)
+
+
+def metrics_videos(workdir: Path, method: str, cls: str) -> list[str]:
+    """The videos recorded in one (method, class) metrics file."""
+    data = json.loads((workdir / f"results/metrics/{method}/{cls}.json").read_text())
+    return [record["video"] for record in data["records"]]
+
+
 def test_demo_run_is_complete_and_up_to_date(demo_run):
     """Every usable video has every method's metrics; a second run has nothing to do."""
     videos, methods = usable_videos(demo_run), method_ids(demo_run)
     assert len(videos) >= 3 and len(methods) == 3
     for method in methods:
         for video in videos:
-            assert (demo_run / f"results/metrics/{method}/{video}.json").is_file()
+            assert video in metrics_videos(demo_run, method, class_of(demo_run, video))
     result = dry_run(demo_run)
     assert "Nothing to be done" in result.output
 
@@ -133,7 +143,7 @@ def test_video_corrupted_later_drops_out_without_rerunning_the_others(corrupted_
 def test_dropped_video_leaves_the_tables(corrupted_later):
     """Its old metrics files stay on disk, but the tables only count usable videos."""
     workdir, victim, _, _ = corrupted_later
-    assert (workdir / f"results/metrics/{BASELINE}/{victim}.json").exists()
+    assert victim in metrics_videos(workdir, BASELINE, class_of(workdir, victim))
     assert victim not in (workdir / "results/aggregate/long.csv").read_text()
     assert victim not in (workdir / "results/report/summary.html").read_text()
 
@@ -151,10 +161,11 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
     that video's jobs (and the tables behind them) run."""
     videos, methods = usable_videos(demo_copy), method_ids(demo_copy)
     victim = videos[1]
-    # the state of a run that has not yet done the victim (nor, so, the tables)
+    # the state of a run that has not yet done the victim (nor, so, its class's evaluations
+    # and the tables)
     for method in methods:
         remove(demo_copy / f"results/generations/{method}/{victim}")
-        remove(demo_copy / f"results/metrics/{method}/{victim}.json")
+        remove(demo_copy / f"results/metrics/{method}/{class_of(demo_copy, victim)}.json")
     for folder in ("aggregate", "figures", "report"):
         remove(demo_copy / "results" / folder)
     # the victim's clip breaks (same time stamp: Snakemake sees no change), generation fails

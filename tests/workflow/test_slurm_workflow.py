@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 #: Hard limit of the whole SLURM run (the demo takes a few minutes on 2 CPUs).
 TIMEOUT = 1800
-LOCAL_RULES = {"all", "preflight", "sampling_config", "method_config", "methods_table"}
+LOCAL_RULES = {"all", "preflight", "method_config", "methods_table"}
 
 
 def slurm_unavailable() -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sora_tta import variants as V
 from sora_tta import workflow_config as wc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +45,23 @@ def test_schema_defaults_match_adapt_config():
     assert set(defaults) == set(adapt.AdaptConfig().to_dict())
     sampling = {k: props["sampling"]["properties"][k]["default"] for k in wc.SAMPLING_JSON_KEYS}
     assert sampling == generate.SamplingConfig().to_dict()
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_method_settings_are_read_by_generate(name):
+    """Each method's --method-json (as the workflow writes it) parses as the command's spec."""
+    generate = pytest.importorskip("sora_tta.tta.generate")
+    config = load(name)
+    validate_with_defaults(config)
+    variants = V.expand_variants(
+        config["variants"], config["adapt"], kinds=wc.adapt_param_kinds(SCHEMA)
+    )
+    for method, adapt in [("baseline", None), *((v.method_id, v.params) for v in variants)]:
+        spec = generate.MethodSpec.from_dict(wc.method_settings(config, method, adapt))
+        assert spec.method == method and spec.sampling.num_steps == config["sampling"]["num_steps"]
+        assert (spec.adapt is None) == (adapt is None)
+        if adapt is not None:
+            assert spec.adapt.to_dict() == {**spec.adapt.to_dict(), **dict(adapt)}
 
 
 def mutate(path: str, value):
@@ -273,12 +291,13 @@ def test_option_strings_are_accepted_by_the_commands(builder, command, name):
     required = {
         "preprocess": ["--input", "a.avi", "--output", "b.mkv"],
         "generate": [
-            "--clip", "c.mkv", "--video-id", "v", "--method", "m", "--prompt-embedding", "p",
-            "--negative-embedding", "n", "--checkpoint-dir", "d", "--out-dir", "o",
+            "--clip", "c.mkv", "--video-id", "v", "--method-json", "m.json",
+            "--prompt-embedding", "p", "--negative-embedding", "n", "--checkpoint-dir", "d",
+            "--out-dir", "o",
         ],
         "evaluate": [
-            "--generated", "g.mkv", "--reference", "r.mkv", "--video-id", "v", "--method", "m",
-            "--out", "o.json",
+            "--generated", "g.mkv", "--reference", "r.mkv", "--video-ids", "v", "--method", "m",
+            "--class-name", "C", "--out", "o.json",
         ],
         "manifest": ["--ucf-root", "u", "--splits-dir", "s", "--out", "m.csv"],
     }[command]  # fmt: skip

@@ -69,10 +69,9 @@ CLIP = f"{RESULTS}/clips/{{video}}.mkv"
 CLIP_SIDECAR = f"{RESULTS}/clips/{{video}}.json"
 PROMPT_DIR = f"{RESULTS}/prompts"
 NEGATIVE = f"{PROMPT_DIR}/negative.safetensors"
-SAMPLING_CONFIG = f"{RESULTS}/methods/sampling.json"
 METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
-GEN_DIR = f"{RESULTS}/generations/{{method}}/{{video}}"
-METRICS = f"{RESULTS}/metrics/{{method}}/{{video}}.json"
+GEN_VIDEO = f"{RESULTS}/generations/{{method}}/{{video}}/video.mkv"
+METRICS = f"{RESULTS}/metrics/{{method}}/{{class_name}}.json"
 AGGREGATE_DIR = f"{RESULTS}/aggregate"
 FIGURE_DIR = f"{RESULTS}/figures"
 SMOKE_DIR = f"{RESULTS}/smoke"
@@ -98,8 +97,13 @@ FIGURES = [
 ]
 
 
+# Class names become file names: the manifest's usable rows are checked against this.
+CLASS_NAME_PATTERN = r"[A-Za-z0-9_+-]+"
+
+
 wildcard_constraints:
     video=r"[A-Za-z0-9_.+-]+",
+    class_name=CLASS_NAME_PATTERN,
     method="|".join([BASELINE] + [re.escape(m) for m in VARIANT_BY_ID]),
     variant=variant_lib.method_wildcard_pattern(VARIANTS),
     smoke_run=r"[0-9]+",
@@ -166,7 +170,8 @@ _MANIFEST_CACHE = {}
 
 
 class ManifestIndex:
-    """The manifest as lookups: rows by video id, usable (status ok) videos in file order."""
+    """The manifest as lookups: rows by video id, usable (status ok) videos in file order and
+    grouped by class (classes in order of first appearance)."""
 
     def __init__(self, path):
         from sora_tta.data.manifest import read_manifest
@@ -178,6 +183,15 @@ class ManifestIndex:
             for row in zip(*(frame[c] for c in columns))
         }
         self.usable = [v for v, row in self.rows.items() if row["status"] == "ok"]
+        self.by_class = {}
+        for video in self.usable:
+            self.by_class.setdefault(self.rows[video]["class_name"], []).append(video)
+        bad = [c for c in self.by_class if not re.fullmatch(CLASS_NAME_PATTERN, c)]
+        if bad:
+            raise WorkflowError(
+                f"{path}: class names {bad} are not usable in file names "
+                f"(allowed: {CLASS_NAME_PATTERN})"
+            )
         self._prompt_ids = None
 
     def row(self, video):
@@ -193,6 +207,14 @@ class ManifestIndex:
                 f"{MANIFEST}: video {video!r} is not usable ({row['status']})"
             )
         return row
+
+    def class_videos(self, class_name):
+        try:
+            return self.by_class[class_name]
+        except KeyError:
+            raise WorkflowError(
+                f"{MANIFEST}: no usable video of class {class_name!r}"
+            ) from None
 
     def prompt_id(self, video):
         """File stem of the video's prompt embedding (computed for all videos at once)."""
@@ -245,10 +267,6 @@ def manifest_index():
     return index
 
 
-def usable_videos():
-    return manifest_index().usable
-
-
 @cached_signature
 def source_video(wildcards):
     return manifest_index().usable_row(wildcards.video)["source_path"]
@@ -262,15 +280,35 @@ def prompt_embedding(wildcards):
 
 
 @cached_signature
-def generated_video(wildcards):
-    """The generation to evaluate. It waits for the prompt checkpoint like its generation
-    job does, so that both are re-evaluated together after prompts were (re)encoded and an
-    unchanged generation does not look updated to its evaluation."""
+def class_generations(wildcards):
+    """The generations of one (method, class) to evaluate. They wait for the prompt
+    checkpoint like their generation jobs do, so that both are re-evaluated together after
+    prompts were (re)encoded and an unchanged generation does not look updated."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
-    return f"{GEN_DIR}/video.mkv".format(method=wildcards.method, video=wildcards.video)
+    videos = manifest_index().class_videos(wildcards.class_name)
+    return [GEN_VIDEO.format(method=wildcards.method, video=v) for v in videos]
+
+
+@cached_signature
+def class_clips(wildcards):
+    """The ground-truth clips of one class, in the order of :func:`class_generations`."""
+    videos = manifest_index().class_videos(wildcards.class_name)
+    return [CLIP.format(video=v) for v in videos]
+
+
+@cached_signature
+def class_video_ids(wildcards):
+    return manifest_index().class_videos(wildcards.class_name)
 
 
 # ---------------------------------------------------------------- inputs built in the DAG
+def method_settings(method):
+    """The --method-json content of ``method`` (baseline or a variant id)."""
+    variant = VARIANT_BY_ID.get(method)
+    adapt = None if variant is None else variant.params
+    return wc.method_settings(config, method, adapt)
+
+
 def manifest_inputs(wildcards):
     if DATA.synthetic_out:
         return {"data": DATA.synthetic_out}
@@ -278,13 +316,13 @@ def manifest_inputs(wildcards):
 
 
 def all_metrics(wildcards):
-    """Every metrics file of the study. Both checkpoints are resolved here, directly: Snakemake
+    """Every metrics file of the study: one per (method, class). Both checkpoints are resolved here, directly: Snakemake
     re-evaluates the jobs behind a checkpoint only for checkpoints their consumer waits on
     itself, so the per-video jobs' own wait on the prompt checkpoint would otherwise never be
     resolved when that checkpoint has nothing to redo."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
-    videos = usable_videos()
-    return [METRICS.format(method=m, video=v) for m in METHODS for v in videos]
+    classes = manifest_index().by_class
+    return [METRICS.format(method=m, class_name=c) for m in METHODS for c in classes]
 
 
 def study_outputs():

@@ -1,21 +1,23 @@
-"""One evaluation per (video, method), the aggregate tables and the figures."""
+"""One evaluation per (method, class), the aggregate tables and the figures."""
 
 
+# One job per (method, class), not per (video, method): the full study would otherwise be
+# 26,481 evaluation jobs, about half of Snakemake's DAG and dry-run time (docs/performance.md),
+# each loading torch and the LPIPS model for seconds of work. A new variant still adds only
+# its own jobs; a video whose generation fails holds back only its class's evaluation.
 rule evaluate:
-    """Per-frame PSNR / SSIM / LPIPS, flicker and seam of one generation vs its ground truth.
-
-    Class names come from the manifest at aggregation (one source of truth, and no
-    per-job manifest lookup while the DAG is built).
+    """Per-frame PSNR / SSIM / LPIPS, flicker and seam of one method's generations of one
+    class vs their ground truth: one record per video in results/metrics/{method}/{class}.json.
     """
     input:
-        generated=generated_video,
-        reference=CLIP,
+        generated=class_generations,
+        reference=class_clips,
     output:
         METRICS,
     log:
-        log_path("evaluate", "{method}/{video}"),
+        log_path("evaluate", "{method}/{class_name}"),
     benchmark:
-        benchmark_path("evaluate", "{method}/{video}")
+        benchmark_path("evaluate", "{method}/{class_name}")
     conda:
         CONDA_ENV
     threads: rule_threads("evaluate")
@@ -23,11 +25,12 @@ rule evaluate:
         mem_mb=rule_mem_mb("evaluate"),
         runtime=rule_runtime("evaluate"),
     params:
+        videos=class_video_ids,
         options=wc.evaluate_options(config),
     shell:
         "sora-tta evaluate --generated {input.generated} --reference {input.reference}"
-        " --video-id {wildcards.video} --method {wildcards.method} {params.options}"
-        " --out {output} > {log} 2>&1"
+        " --video-ids {params.videos} --method {wildcards.method}"
+        " --class-name {wildcards.class_name} {params.options} --out {output} > {log} 2>&1"
 
 
 # The aggregate also reads each generation's meta.json (cost) and the plot each TTA run's

@@ -2,54 +2,35 @@
 
 
 localrules:
-    sampling_config,
     method_config,
     methods_table,
 
 
-rule sampling_config:
-    """Sampler settings shared by every method: the generation setup.
+rule method_config:
+    """Everything that decides one method's generations (baseline included): sampler and
+    adaptation settings, the --method-json of its generation jobs.
 
-    Its inputs are the model checkpoints: new checkpoints (or new settings) rewrite this
-    file and so rerun every generation, which then need no checkpoint inputs of their own
-    (two inputs fewer on each of the study's tens of thousands of generation jobs).
+    Its inputs are the model checkpoints: new checkpoints (or changed settings) rewrite this
+    file and so rerun the method's generations, which then need no checkpoint inputs of
+    their own (two inputs fewer on each of the study's tens of thousands of generation jobs).
     """
     input:
         mmdit=CKPT.mmdit,
         vae=CKPT.vae,
     output:
-        SAMPLING_CONFIG,
+        METHOD_CONFIG,
     log:
-        log_path("sampling_config"),
+        log_path("method_config", "{method}"),
     benchmark:
-        benchmark_path("sampling_config")
-    threads: rule_threads("sampling_config")
-    resources:
-        mem_mb=rule_mem_mb("sampling_config"),
-        runtime=rule_runtime("sampling_config"),
-    params:
-        settings=wc.sampling_settings(config),
-    run:
-        write_json_atomic(output[0], params.settings)
-        write_text_atomic(log[0], f"wrote {output[0]}\n")
-
-
-rule method_config:
-    """Full adaptation parameters of one variant (--adapt-json of its generations)."""
-    output:
-        METHOD_CONFIG.replace("{method}", "{variant}"),
-    log:
-        log_path("method_config", "{variant}"),
-    benchmark:
-        benchmark_path("method_config", "{variant}")
+        benchmark_path("method_config", "{method}")
     threads: rule_threads("method_config")
     resources:
         mem_mb=rule_mem_mb("method_config"),
         runtime=rule_runtime("method_config"),
     params:
-        adapt=lambda wildcards: dict(VARIANT_BY_ID[wildcards.variant].params),
+        settings=lambda wildcards: method_settings(wildcards.method),
     run:
-        write_json_atomic(output[0], params.adapt)
+        write_json_atomic(output[0], params.settings)
         write_text_atomic(log[0], f"wrote {output[0]}\n")
 
 
@@ -116,7 +97,7 @@ rule generate_baseline:
         clip=CLIP,
         prompt=prompt_embedding,
         negative=ancient(NEGATIVE),
-        sampling=SAMPLING_CONFIG,
+        method=METHOD_CONFIG.replace("{method}", BASELINE),
     output:
         video=f"{RESULTS}/generations/{BASELINE}/{{video}}/video.mkv",
         meta=f"{RESULTS}/generations/{BASELINE}/{{video}}/meta.json",
@@ -134,9 +115,9 @@ rule generate_baseline:
     params:
         options=wc.generate_options(config),
     shell:
-        "sora-tta generate --clip {input.clip} --video-id {wildcards.video} --method baseline"
-        " --prompt-embedding {input.prompt} --negative-embedding {input.negative}"
-        " --sampling-json {input.sampling} --out-dir $(dirname {output.video})"
+        "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
+        " --method-json {input.method} --prompt-embedding {input.prompt}"
+        " --negative-embedding {input.negative} --out-dir $(dirname {output.video})"
         " {params.options} > {log} 2>&1"
 
 
@@ -149,8 +130,7 @@ rule generate_tta:
         clip=CLIP,
         prompt=prompt_embedding,
         negative=ancient(NEGATIVE),
-        sampling=SAMPLING_CONFIG,
-        adapt=METHOD_CONFIG.replace("{method}", "{variant}"),
+        method=METHOD_CONFIG.replace("{method}", "{variant}"),
     output:
         video=f"{RESULTS}/generations/{{variant}}/{{video}}/video.mkv",
         meta=f"{RESULTS}/generations/{{variant}}/{{video}}/meta.json",
@@ -170,7 +150,6 @@ rule generate_tta:
         options=wc.generate_options(config, tta=True),
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
-        " --method {wildcards.variant} --adapt-json {input.adapt}"
-        " --prompt-embedding {input.prompt} --negative-embedding {input.negative}"
-        " --sampling-json {input.sampling} --out-dir $(dirname {output.video})"
+        " --method-json {input.method} --prompt-embedding {input.prompt}"
+        " --negative-embedding {input.negative} --out-dir $(dirname {output.video})"
         " {params.options} > {log} 2>&1"

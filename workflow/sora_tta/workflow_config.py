@@ -63,13 +63,12 @@ DEFAULT_RULE_RESOURCES: dict[str, RuleResources] = {
     "manifest": RuleResources(4, 4000, 60),
     "preprocess": RuleResources(1, 2000, 10),
     "encode_prompts": RuleResources(4, 64000, 60),
-    "sampling_config": RuleResources(1, 500, 5),
     "method_config": RuleResources(1, 500, 5),
     "methods_table": RuleResources(1, 500, 5),
     "preflight": RuleResources(1, 1000, 5),
     "generate_baseline": RuleResources(8, 64000, 60),
     "generate_tta": RuleResources(8, 96000, 180),
-    "evaluate": RuleResources(2, 8000, 20),
+    "evaluate": RuleResources(4, 8000, 60),  # one (method, class): ~40 videos
     "aggregate": RuleResources(2, 16000, 60),
     "plot": RuleResources(2, 8000, 30),
     "smoke_generate": RuleResources(4, 64000, 30),
@@ -357,7 +356,7 @@ def _hf_requirements(
 
 def lpips_weights_path() -> str:
     """Where the LPIPS AlexNet trunk weights must be (torchvision's cache, no download)."""
-    from sora_tta.evaluation.lpips_model import alexnet_weights_path  # imports torch
+    from sora_tta.evaluation.definitions import alexnet_weights_path
 
     return str(alexnet_weights_path())
 
@@ -408,7 +407,8 @@ def preflight_message(missing: list[Requirement], source: str = "config") -> str
     )
 
 
-#: Keys of ``sampling`` that ``sora-tta generate --sampling-json`` takes (the rest sizes clips).
+#: Keys of ``sampling`` that the sampler takes (``sampling`` of ``sora-tta generate
+#: --method-json``; the rest sizes clips).
 SAMPLING_JSON_KEYS = (
     "num_steps",
     "guidance",
@@ -421,9 +421,21 @@ SAMPLING_JSON_KEYS = (
 
 
 def sampling_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``--sampling-json`` content of a validated configuration."""
+    """The sampler settings of a validated configuration."""
     sampling = _section(config, "sampling")
     return {key: sampling[key] for key in SAMPLING_JSON_KEYS}
+
+
+def method_settings(
+    config: Mapping[str, Any], method: str, adapt: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The ``--method-json`` content of one method (``adapt`` None: the baseline): everything
+    that decides its generations, so a changed setting rewrites the file and reruns them."""
+    return {
+        "method": method,
+        "sampling": sampling_settings(config),
+        "adapt": None if adapt is None else dict(adapt),
+    }
 
 
 def methods_rows(variants: Iterable[Any]) -> list[dict[str, str]]:
@@ -532,7 +544,7 @@ def generate_options(config: Mapping[str, Any], tta: bool = False) -> str:
 
 
 def evaluate_options(config: Mapping[str, Any]) -> str:
-    """Flags of ``sora-tta evaluate`` shared by every video and method."""
+    """Flags of ``sora-tta evaluate`` shared by every method and class."""
     sampling, evaluation = _section(config, "sampling"), _section(config, "evaluation")
     return _options(
         {

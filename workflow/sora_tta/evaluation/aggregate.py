@@ -1,6 +1,6 @@
-"""Tables over all per-video metric files: long table, summaries, paired tests, per class, cost.
+"""Tables over all per-video metric records: long table, summaries, paired tests, per class, cost.
 
-Inputs: ``{metrics_dir}/{method}/{video}.json`` (written by ``sora-tta evaluate``)
+Inputs: ``{metrics_dir}/{method}/{class}.json`` (written by ``sora-tta evaluate``)
 and, optionally, ``{generations_dir}/{method}/{video}/meta.json``. Outputs (fixed
 names, see :data:`OUTPUT_FILES` and ``docs/metrics.md``) are written atomically.
 """
@@ -16,7 +16,6 @@ from sora_tta.evaluation.cost import cost_table
 from sora_tta.evaluation.report import summary_markdown
 from sora_tta.evaluation.tables import (
     AggregateConfig,
-    apply_manifest,
     collect_long_table,
     paired_table,
     per_class_table,
@@ -43,10 +42,7 @@ def run_aggregate(
     """Read all inputs, build every table and write :data:`OUTPUT_FILES` into ``out_dir``."""
     classes = read_manifest_classes(manifest) if manifest is not None else None
     long = collect_long_table(metrics_dir, config.methods, videos=classes)
-    expected = None
-    if classes is not None:
-        long = apply_manifest(long, classes)
-        expected = len(classes)
+    expected = None if classes is None else len(classes)
     summary = summary_table(long, config)
     paired = paired_table(long, config)
     per_class = per_class_table(long, config)

@@ -33,18 +33,23 @@ def register(subparsers: Any) -> None:
     """Add ``evaluate``, ``aggregate`` and ``plot`` to the top-level parser."""
     p = subparsers.add_parser(
         "evaluate",
-        help="per-frame PSNR/SSIM/LPIPS, flicker and seam of a generated clip vs its ground truth",
-        description="Compare a generated clip with its ground-truth clip and write one JSON file.",
+        help="per-frame PSNR/SSIM/LPIPS, flicker and seam of generated clips vs their ground truth",
+        description="Compare the generated clips of one method and one class with their "
+        "ground-truth clips (the LPIPS model is loaded once) and write one JSON file. Nothing "
+        "is written unless every video can be evaluated; the error lists each bad file.",
     )
-    p.add_argument("--generated", required=True, help="generated clip (video.mkv)")
+    p.add_argument("--generated", required=True, nargs="+", help="generated clips (video.mkv)")
     p.add_argument(
-        "--reference", required=True, help="ground-truth clip (results/clips/{video}.mkv)"
+        "--reference",
+        required=True,
+        nargs="+",
+        help="ground-truth clips (results/clips/{video}.mkv), in the order of --generated",
     )
-    p.add_argument("--video-id", required=True)
+    p.add_argument("--video-ids", required=True, nargs="+", help="in the order of --generated")
     p.add_argument("--method", required=True)
-    p.add_argument("--class-name", default="", help="UCF-101 class of the video")
+    p.add_argument("--class-name", required=True, help="UCF-101 class of these videos")
     p.add_argument(
-        "--out", required=True, help="output JSON (results/metrics/{method}/{video}.json)"
+        "--out", required=True, help="output JSON (results/metrics/{method}/{class}.json)"
     )
     p.add_argument("--context-frames", type=_positive_int, default=CONTEXT_FRAMES)
     p.add_argument(
@@ -97,15 +102,22 @@ def register(subparsers: Any) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """Check the LPIPS weights, read both clips, compute every metric, write the JSON."""
+    """Check the LPIPS weights, evaluate every (generated, reference) pair, write one JSON."""
     from sora_tta.cli import CommandError
-    from sora_tta.data.video import VideoReadError, read_frames
     from sora_tta.devices import resolve_device
     from sora_tta.evaluation import lpips_model
-    from sora_tta.evaluation.definitions import DATA_RANGE, PSNR_CAP_DB, SCHEMA, SSIM_SETTINGS
+    from sora_tta.evaluation.definitions import FILE_SCHEMA
     from sora_tta.evaluation.metrics import evaluate_clips
     from sora_tta.io import write_json_atomic
 
+    if not len(args.video_ids) == len(args.generated) == len(args.reference):
+        raise CommandError(
+            f"{len(args.video_ids)} video ids, {len(args.generated)} generated and "
+            f"{len(args.reference)} reference clips: the three lists must match"
+        )
+    if len(set(args.video_ids)) != len(args.video_ids):
+        raise CommandError(f"video ids repeated in --video-ids: {' '.join(args.video_ids)}")
+    pairs = list(zip(args.video_ids, args.generated, args.reference, strict=True))
     if not 1 <= args.context_frames <= args.num_frames - 2:
         raise CommandError(
             f"--context-frames {args.context_frames} must leave at least 2 of "
@@ -117,35 +129,93 @@ def evaluate_command(args: argparse.Namespace) -> int:
         model = lpips_model.build_lpips(args.lpips_backbone, seed=args.lpips_seed)
     except (lpips_model.LpipsWeightsError, RuntimeError, ValueError) as err:
         raise CommandError(str(err)) from err
-    try:
-        generated = read_frames(args.generated)
-        reference = read_frames(args.reference)
-    except VideoReadError as err:
-        raise CommandError(str(err)) from err
-    if len(generated) != args.num_frames or len(reference) != args.num_frames:
-        raise CommandError(
-            f"{args.generated} has {len(generated)} frames and {args.reference} has "
-            f"{len(reference)}; both must have {args.num_frames}"
-        )
-    if generated.shape != reference.shape:
-        raise CommandError(
-            f"{args.generated} frames are {generated.shape[2]}x{generated.shape[1]} but "
-            f"{args.reference} frames are {reference.shape[2]}x{reference.shape[1]}; "
-            "sizes must match"
-        )
     scorer = lpips_model.LpipsScorer(model, device=device)
-    segments = evaluate_clips(generated, reference, args.context_frames, scorer)
-    record = {
-        "schema": SCHEMA,
-        "video": args.video_id,
+
+    records, errors = [], []
+    for video, generated_path, reference_path in pairs:
+        try:
+            generated, reference = read_pair(generated_path, reference_path, args.num_frames)
+        except ValueError as err:
+            errors.append(str(err))
+            continue
+        if errors:  # the output will not be written: only check the remaining files
+            continue
+        segments = evaluate_clips(generated, reference, args.context_frames, scorer)
+        paths = (generated_path, reference_path)
+        records.append(metrics_record(args, video, paths, generated.shape, segments, device))
+        cont = segments["continuation"]["aggregates"]
+        log.info(
+            "%s %s: PSNR %.2f dB, SSIM %.4f, LPIPS %.4f (%s)",
+            args.method,
+            video,
+            cont["psnr"],
+            cont["ssim"],
+            cont["lpips"],
+            args.lpips_backbone,
+        )
+    if errors:
+        raise CommandError(
+            f"{len(errors)} of {len(pairs)} videos cannot be evaluated, {args.out} not written:\n"
+            + "\n".join(errors)
+        )
+    data = {
+        "schema": FILE_SCHEMA,
         "method": args.method,
         "class": args.class_name,
-        "generated": str(args.generated),
-        "reference": str(args.reference),
-        "num_frames": int(generated.shape[0]),
+        "records": records,
+    }
+    write_json_atomic(args.out, data)
+    log.info("%d videos of %s / %s -> %s", len(records), args.method, args.class_name, args.out)
+    return 0
+
+
+def read_pair(generated_path: str, reference_path: str, num_frames: int) -> tuple[Any, Any]:
+    """Both clips as uint8 arrays; ValueError naming the file(s) when they cannot be compared."""
+    from sora_tta.data.video import VideoReadError, read_frames
+
+    try:
+        generated = read_frames(generated_path)
+        reference = read_frames(reference_path)
+    except VideoReadError as err:
+        raise ValueError(str(err)) from err
+    if len(generated) != num_frames or len(reference) != num_frames:
+        raise ValueError(
+            f"{generated_path} has {len(generated)} frames and {reference_path} has "
+            f"{len(reference)}; both must have {num_frames}"
+        )
+    if generated.shape != reference.shape:
+        raise ValueError(
+            f"{generated_path} frames are {generated.shape[2]}x{generated.shape[1]} but "
+            f"{reference_path} frames are {reference.shape[2]}x{reference.shape[1]}; "
+            "sizes must match"
+        )
+    return generated, reference
+
+
+def metrics_record(
+    args: argparse.Namespace,
+    video: str,
+    paths: tuple[str, str],
+    shape: tuple[int, ...],
+    segments: dict[str, Any],
+    device: str,
+) -> dict[str, Any]:
+    """The record of one (video, method): identity, settings and the metric values of both
+    segments (schema ``sora_tta.metrics/1``, see docs/metrics.md). ``paths`` are the
+    (generated, reference) clips, ``shape`` their (frames, height, width, channels)."""
+    from sora_tta.evaluation.definitions import DATA_RANGE, PSNR_CAP_DB, SCHEMA, SSIM_SETTINGS
+
+    return {
+        "schema": SCHEMA,
+        "video": video,
+        "method": args.method,
+        "class": args.class_name,
+        "generated": str(paths[0]),
+        "reference": str(paths[1]),
+        "num_frames": int(shape[0]),
         "context_frames": args.context_frames,
-        "height": int(generated.shape[1]),
-        "width": int(generated.shape[2]),
+        "height": int(shape[1]),
+        "width": int(shape[2]),
         "lpips_backbone": args.lpips_backbone,
         "lpips_seed": args.lpips_seed if args.lpips_backbone == "random" else None,
         "settings": {
@@ -156,19 +226,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
         },
         "segments": segments,
     }
-    write_json_atomic(args.out, record)
-    cont = segments["continuation"]["aggregates"]
-    log.info(
-        "%s %s: PSNR %.2f dB, SSIM %.4f, LPIPS %.4f (%s) -> %s",
-        args.method,
-        args.video_id,
-        cont["psnr"],
-        cont["ssim"],
-        cont["lpips"],
-        args.lpips_backbone,
-        args.out,
-    )
-    return 0
 
 
 def aggregate_command(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+from sora_tta.evaluation.definitions import ALEXNET_FILE, alexnet_weights_path
+
 # torchvision names its cache files after the first hex digits of their SHA-256.
 ALEXNET_SHA256_PREFIX = "7be5be79"
 BACKBONES = ("alexnet", "random")
@@ -27,11 +28,6 @@ DEFAULT_BACKBONE = "alexnet"
 
 class LpipsWeightsError(RuntimeError):
     """The AlexNet backbone weights are missing or not the expected file."""
-
-
-def alexnet_weights_path() -> Path:
-    """Where torchvision keeps the AlexNet weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
 
 def check_alexnet_weights(path: str | os.PathLike[str] | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""Loading the per-video metric files and the statistical tables built from them.
+"""Loading the per-video metric records and the statistical tables built from them.
 
 The long table (one row per value) is the common input; ``per_video`` selects its
 per-video aggregates, the unit of every statistic (see ``docs/metrics.md``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sora_tta.evaluation.definitions import (
+    FILE_SCHEMA,
     METRICS,
     SCHEMA,
     SEGMENT_CONTEXT,
@@ -79,23 +80,24 @@ def _value(value: Any) -> float:
 
 
 def records_to_rows(data: dict[str, Any], path: Path) -> list[tuple[Any, ...]]:
-    """Flatten one per-video metrics file into long-table rows (``frame`` None for aggregates)."""
+    """Flatten one per-video metrics record into long-table rows (``frame`` None for aggregates)."""
+    where = f"{path} (video {data.get('video')!r})"
     for key in ("schema", "video", "method", "segments"):
         if key not in data:
-            raise AggregateError(f"{path}: missing key {key!r}")
+            raise AggregateError(f"{where}: missing key {key!r}")
     if data["schema"] != SCHEMA:
-        raise AggregateError(f"{path}: schema {data['schema']!r}, expected {SCHEMA!r}")
+        raise AggregateError(f"{where}: schema {data['schema']!r}, expected {SCHEMA!r}")
     head = (data["video"], data.get("class") or "", data["method"], data.get("lpips_backbone", ""))
     rows: list[tuple[Any, ...]] = []
     for segment in SEGMENTS:
         block = data["segments"].get(segment)
         if block is None:
-            raise AggregateError(f"{path}: missing segment {segment!r}")
+            raise AggregateError(f"{where}: missing segment {segment!r}")
         frames = block["frames"]
         for metric, values in block["per_frame"].items():
             if len(values) != len(frames):
                 raise AggregateError(
-                    f"{path}: {segment}.{metric} has {len(values)} values for {len(frames)} frames"
+                    f"{where}: {segment}.{metric} has {len(values)} values for {len(frames)} frames"
                 )
             rows.extend(
                 (*head, segment, metric, f, _value(v)) for f, v in zip(frames, values, strict=True)
@@ -106,39 +108,74 @@ def records_to_rows(data: dict[str, Any], path: Path) -> list[tuple[Any, ...]]:
     return rows
 
 
+def read_metrics_file(path: Path, method: str) -> list[dict[str, Any]]:
+    """The per-video records of one ``sora-tta evaluate`` output, checked to belong where
+    the file lies (folder = method, file stem = class)."""
+    try:
+        data = read_json(path)
+    except ValueError as err:
+        raise AggregateError(str(err)) from err
+    if not isinstance(data, dict):
+        raise AggregateError(f"{path}: expected a JSON object")
+    if data.get("schema") != FILE_SCHEMA:
+        raise AggregateError(f"{path}: schema {data.get('schema')!r}, expected {FILE_SCHEMA!r}")
+    if data.get("method") != method or data.get("class") != path.stem:
+        raise AggregateError(
+            f"{path}: holds method {data.get('method')!r}, class {data.get('class')!r}; "
+            f"expected {method!r}, {path.stem!r}"
+        )
+    records = data.get("records")
+    if not isinstance(records, list):
+        raise AggregateError(f"{path}: 'records' must be a list")
+    for record in records:
+        if not isinstance(record, dict):
+            raise AggregateError(f"{path}: every record must be a JSON object")
+        if record.get("method") != method or record.get("class") != path.stem:
+            raise AggregateError(
+                f"{path}: record of video {record.get('video')!r} holds method "
+                f"{record.get('method')!r}, class {record.get('class')!r}"
+            )
+    return records
+
+
 def collect_long_table(
     metrics_dir: str | os.PathLike[str],
     methods: Sequence[str],
-    videos: Collection[str] | None = None,
+    videos: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Read every ``{metrics_dir}/{method}/*.json`` into the long table.
+    """Read the ``{metrics_dir}/{method}/{class}.json`` files into the long table.
 
-    With ``videos`` only those videos' files are read: a video the manifest no longer
-    lists as usable leaves the tables even when its old metrics file is still on disk.
-    Raises :class:`AggregateError` when a method has no files, or a file is
-    malformed or does not belong where it lies (video id = file stem, method = folder).
+    With ``videos`` (video id -> class, the manifest's usable rows) only the files of those
+    classes are read and only those videos' records kept: a video the manifest no longer
+    lists as usable leaves the tables even when its old record is still on disk. Without,
+    every ``*.json`` file is read. Raises :class:`AggregateError` when a method has no
+    records, a video appears twice, or a file is missing, malformed or does not belong
+    where it lies.
     """
     rows: list[tuple[Any, ...]] = []
     for method in methods:
         folder = Path(metrics_dir) / method
-        files = sorted(folder.glob("*.json"))
-        if videos is not None:
-            files = [path for path in files if path.stem in videos]
-        if not files:
-            raise AggregateError(f"{folder}: no per-video metrics files (*.json)")
-        for path in files:
-            try:
-                data = read_json(path)
-            except ValueError as err:
-                raise AggregateError(str(err)) from err
-            if not isinstance(data, dict):
-                raise AggregateError(f"{path}: expected a JSON object")
-            if data.get("video") != path.stem or data.get("method") != method:
-                raise AggregateError(
-                    f"{path}: holds video {data.get('video')!r} of method {data.get('method')!r}, "
-                    f"expected {path.stem!r} of {method!r}"
-                )
-            rows.extend(records_to_rows(data, path))
+        if videos is None:
+            paths = sorted(folder.glob("*.json"))
+        else:
+            paths = [folder / f"{name}.json" for name in sorted(set(videos.values()))]
+            missing = [str(path) for path in paths if not path.is_file()]
+            if missing:
+                raise AggregateError(f"metrics files missing: {', '.join(missing)}")
+        seen: dict[str, Path] = {}
+        for path in paths:
+            for record in read_metrics_file(path, method):
+                video = record.get("video")
+                if videos is not None and video not in videos:
+                    continue
+                if video in seen:
+                    raise AggregateError(f"{path}: video {video!r} is also in {seen[video]}")
+                seen[video] = path
+                rows.extend(records_to_rows(record, path))
+        if not seen:
+            raise AggregateError(
+                f"{folder}: no per-video metrics (*.json files of sora-tta evaluate)"
+            )
     long = pd.DataFrame(rows, columns=LONG_COLUMNS)
     long["frame"] = long["frame"].astype("Int64")
     return long
@@ -157,14 +194,6 @@ def read_manifest_classes(path: str | os.PathLike[str]) -> dict[str, str]:
     if "status" in table.columns and (table["status"] == "ok").any():
         table = table[table["status"] == "ok"]
     return dict(zip(table[video_col], table[class_col].fillna(""), strict=True))
-
-
-def apply_manifest(long: pd.DataFrame, classes: dict[str, str]) -> pd.DataFrame:
-    """Fill empty class names from the manifest (the metrics files' own names win)."""
-    long = long.copy()
-    missing = long["class"] == ""
-    long.loc[missing, "class"] = long.loc[missing, "video"].map(classes).fillna("")
-    return long
 
 
 def per_video(long: pd.DataFrame) -> pd.DataFrame:

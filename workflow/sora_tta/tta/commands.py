@@ -29,22 +29,28 @@ def register(subparsers: Any) -> None:
     gen = subparsers.add_parser(
         "generate",
         help="continue one clip (baseline, or after LoRA test-time adaptation)",
-        description="Continue the first 33 frames of a clip to 65 frames. With --adapt-json, "
-        "LoRA adapters are first trained on the conditioning frames (test-time adaptation). "
+        description="Continue the first 33 frames of a clip to 65 frames. When the method "
+        "(--method-json) has adaptation settings, LoRA adapters are first trained on the "
+        "conditioning frames (test-time adaptation). "
         "Writes video.mkv, meta.json, loss.csv (adapted runs) and optionally "
         "adapter.safetensors into --out-dir. Exit 75: interrupted, state saved; rerun resumes.",
     )
     gen.add_argument("--clip", type=Path, required=True, help="ground-truth clip (.mkv)")
     gen.add_argument("--video-id", required=True, help="video id (seeds depend on it)")
-    gen.add_argument("--method", required=True, help="'baseline' or the variant id")
+    gen.add_argument(
+        "--method-json",
+        type=Path,
+        metavar="JSON",
+        help="the method: {method, sampling, adapt} (results/methods/{method}.json); "
+        "absent: the baseline with the default sampler settings",
+    )
+    gen.add_argument(
+        "--method", help="method id (default: the one of --method-json, else 'baseline')"
+    )
     gen.add_argument("--prompt-embedding", type=Path, required=True, metavar="P.safetensors")
     gen.add_argument("--negative-embedding", type=Path, required=True, metavar="N.safetensors")
     gen.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
     gen.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    gen.add_argument(
-        "--adapt-json", type=Path, metavar="JSON", help="adaptation config (absent: baseline)"
-    )
-    gen.add_argument("--sampling-json", type=Path, metavar="JSON", help="sampling config")
     gen.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -71,46 +77,43 @@ def register(subparsers: Any) -> None:
     enc.set_defaults(func=encode_prompts_command)
 
 
-def _read_config(path: Path | None, cls: Any) -> Any:
+def read_method(path: Path | None, method: str | None) -> Any:
+    """The :class:`~sora_tta.tta.generate.MethodSpec` of ``--method-json`` / ``--method``."""
     from sora_tta.io import read_json
+    from sora_tta.tta.generate import BASELINE, MethodSpec
 
     if path is None:
-        return None
+        return MethodSpec(method=method or BASELINE)
     if not path.is_file():
         raise CommandError(f"{path}: file not found")
     try:
-        return cls.from_dict(read_json(path), source=str(path))
+        spec = MethodSpec.from_dict(read_json(path), source=str(path))
     except ValueError as err:
         raise CommandError(str(err)) from err
+    if method is not None and method != spec.method:
+        raise CommandError(f"--method {method!r} but {path} is method {spec.method!r}")
+    return spec
 
 
 def generate_command(args: argparse.Namespace) -> int:
     """Run one video end to end (see :func:`sora_tta.tta.generate.generate`)."""
     from sora_tta.data.video import VideoReadError
-    from sora_tta.tta.adapt import AdaptConfig
     from sora_tta.tta.checkpoint import preemption_signals
-    from sora_tta.tta.generate import (
-        BASELINE,
-        GenerateRequest,
-        GenerationError,
-        SamplingConfig,
-        generate,
-    )
+    from sora_tta.tta.generate import BASELINE, GenerateRequest, GenerationError, generate
 
-    adapt_config = _read_config(args.adapt_json, AdaptConfig)
-    sampling = _read_config(args.sampling_json, SamplingConfig) or SamplingConfig()
-    if adapt_config is None and args.method != BASELINE:
-        logger.warning("method %r without --adapt-json: running the baseline", args.method)
+    spec = read_method(args.method_json, args.method)
+    if spec.adapt is None and spec.method != BASELINE:
+        logger.warning("method %r has no adaptation settings: running the baseline", spec.method)
     request = GenerateRequest(
         clip=args.clip,
         video_id=args.video_id,
-        method=args.method,
+        method=spec.method,
         prompt_embedding=args.prompt_embedding,
         negative_embedding=args.negative_embedding,
         checkpoint_dir=args.checkpoint_dir,
         out_dir=args.out_dir,
-        adapt=adapt_config,
-        sampling=sampling,
+        adapt=spec.adapt,
+        sampling=spec.sampling,
         seed=args.seed,
         save_adapter=args.save_adapter,
         device=args.device,
@@ -127,7 +130,7 @@ def generate_command(args: argparse.Namespace) -> int:
     loss = meta["final_loss"]
     logger.info(
         "%s %s: done in %.1f s (%s)%s -> %s",
-        args.method,
+        spec.method,
         args.video_id,
         meta["timings"]["total"],
         ", ".join(f"{k} {v:.1f} s" for k, v in meta["timings"].items() if k != "total"),

@@ -69,7 +69,7 @@ BASELINE = "baseline"
 
 @dataclass
 class SamplingConfig:
-    """Sampler settings (the keys of a ``--sampling-json`` file); reference defaults, 25 steps."""
+    """Sampler settings (``sampling`` of a ``--method-json`` file); reference defaults, 25 steps."""
 
     num_steps: int = 25
     guidance: float = 7.5
@@ -114,6 +114,45 @@ class SamplingConfig:
     def cond_latent_frames(self) -> int:
         """Latent frames of the conditioning clip (33 frames -> 9)."""
         return (self.num_cond_frames - 1) // 4 + 1
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method of the study: the content of a ``--method-json`` file
+    (``results/methods/{method}.json``): its id, the sampler settings and the adaptation
+    settings (``None``: the baseline, no adaptation)."""
+
+    method: str = BASELINE
+    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    adapt: AdaptConfig | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "method config") -> MethodSpec:
+        """Build from ``{"method": ..., "sampling": {...}, "adapt": {...} | null}``; missing
+        sampling keys take their defaults; unknown keys or wrong types raise ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {"method", "sampling", "adapt"})
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown keys {unknown}; valid keys are ['method', 'sampling', 'adapt']"
+            )
+        method = data.get("method", BASELINE)
+        if not isinstance(method, str) or not method:
+            raise ValueError(f"{source}: 'method' must be a non-empty string, got {method!r}")
+        sampling = SamplingConfig.from_dict(data.get("sampling") or {}, f"{source} (sampling)")
+        adapt = data.get("adapt")
+        if adapt is not None:
+            adapt = AdaptConfig.from_dict(adapt, f"{source} (adapt)")
+        return cls(method, sampling, adapt)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (the inverse of :meth:`from_dict`)."""
+        return {
+            "method": self.method,
+            "sampling": self.sampling.to_dict(),
+            "adapt": None if self.adapt is None else self.adapt.to_dict(),
+        }
 
 
 @dataclass
