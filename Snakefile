@@ -8,8 +8,8 @@
 
 DAG: raw UCF-101 + split lists -> manifest (checkpoint) -> one clip per usable video ->
 prompt embeddings (once per distinct prompt) -> one baseline generation per video and one
-TTA generation per (video, variant) -> one evaluation per (video, method) -> aggregate
-tables -> figures -> report.
+TTA generation per (video, variant) -> one evaluation per (method, class), one record per
+(video, method) -> aggregate tables -> figures -> report.
 """
 
 import os
