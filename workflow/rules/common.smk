@@ -298,10 +298,10 @@ def class_clips(wildcards):
 
 @cached_signature
 def class_video_ids(wildcards):
+    """The video ids of one class, in the order of :func:`class_generations`."""
     return manifest_index().class_videos(wildcards.class_name)
 
 
-# ---------------------------------------------------------------- inputs built in the DAG
 def method_settings(method):
     """The --method-json content of ``method`` (baseline or a variant id)."""
     variant = VARIANT_BY_ID.get(method)
@@ -309,6 +309,7 @@ def method_settings(method):
     return wc.method_settings(config, method, adapt)
 
 
+# ---------------------------------------------------------------- inputs built in the DAG
 def manifest_inputs(wildcards):
     if DATA.synthetic_out:
         return {"data": DATA.synthetic_out}
@@ -316,9 +317,9 @@ def manifest_inputs(wildcards):
 
 
 def all_metrics(wildcards):
-    """Every metrics file of the study: one per (method, class). Both checkpoints are resolved here, directly: Snakemake
-    re-evaluates the jobs behind a checkpoint only for checkpoints their consumer waits on
-    itself, so the per-video jobs' own wait on the prompt checkpoint would otherwise never be
+    """Every metrics file of the study: one per (method, class). Both checkpoints are resolved
+    here, directly: Snakemake re-evaluates the jobs behind a checkpoint only for checkpoints
+    their consumer waits on itself, so the per-video jobs' own wait on the prompt checkpoint would otherwise never be
     resolved when that checkpoint has nothing to redo."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
     classes = manifest_index().by_class
