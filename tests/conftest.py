@@ -1,36 +1,23 @@
 """Fixtures shared by every test folder: the golden reference and the tiny checkpoint family.
 
-The reference folder is ``<repo>/../shared/reference`` (``README.md`` and ``fixtures/``);
-set ``SORA_TTA_REFERENCE_DIR`` to another reference folder to override.
+The golden fixtures live in ``tests/fixtures/reference/`` (what each file holds, how it was
+made and how to regenerate it: ``tests/fixtures/reference/README.md``).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def reference_fixtures_dir() -> Path:
-    """The golden-fixture folder; fails the test with a hint when it is absent."""
-    override = os.environ.get("SORA_TTA_REFERENCE_DIR")
-    base = Path(override) if override else REPO_ROOT / ".." / "shared" / "reference"
-    fixtures = (base / "fixtures").resolve()
-    if not fixtures.is_dir():
-        pytest.fail(
-            f"golden fixtures not found at {fixtures}; set SORA_TTA_REFERENCE_DIR to the "
-            "reference folder that holds fixtures/"
-        )
-    return fixtures
+FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "reference"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """Path of the golden fixtures folder."""
-    return reference_fixtures_dir()
+    """Path of the golden fixtures folder (committed with the repository)."""
+    return FIXTURES_DIR
 
 
 @pytest.fixture(scope="session")
