@@ -111,6 +111,7 @@ def test_reproduces_golden_fixture(golden, tiny_vae) -> None:
         "latent_mode_scaled": (latent - tensors["latent_mode_scaled"]).abs().max().item(),
         "decoded": (decoded - tensors["decoded"]).abs().max().item(),
     }
+    print("tiny VAE max abs errors vs fixture:", {k: f"{v:.3e}" for k, v in errors.items()})
     assert all(err < TOL for err in errors.values()), errors
     # decoding the stored latent (not our own) matches too
     decoded_ref = tiny_vae.decode(tensors["latent_mode_scaled"])

@@ -1,0 +1,65 @@
+"""The committed golden fixtures are what the reference code produces (needs its checkout).
+
+Set ``SORA_TTA_REFERENCE_CHECKOUT`` to a checkout of hpcaitech/Open-Sora at the pinned commit
+(``tests/fixtures/reference/README.md``); without it the test is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+CHECKOUT_VARIABLE = "SORA_TTA_REFERENCE_CHECKOUT"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures" / "reference"
+
+
+def _load_regenerate():
+    path = FIXTURES_DIR / "regenerate.py"
+    spec = importlib.util.spec_from_file_location("regenerate_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_committed_fixture_is_listed_by_the_script():
+    regenerate = _load_regenerate()
+    committed = {p.name for p in FIXTURES_DIR.iterdir() if p.suffix in {".json", ".safetensors"}}
+    assert committed == set(regenerate.FIXTURE_FILES)
+
+
+def test_compare_catches_a_changed_tensor(tmp_path: Path):
+    regenerate = _load_regenerate()
+    for name in regenerate.FIXTURE_FILES:
+        shutil.copy(FIXTURES_DIR / name, tmp_path / name)
+    assert max(regenerate.compare(FIXTURES_DIR, tmp_path).values()) == 0.0
+    path = tmp_path / "mmdit_tiny_forward.safetensors"
+    with safe_open(path, "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(path)
+    tensors["output"] = tensors["output"] + 2e-6
+    save_file(tensors, path, metadata=metadata)
+    with pytest.raises(AssertionError, match=r"mmdit_tiny_forward\.safetensors: max abs"):
+        regenerate.compare(FIXTURES_DIR, tmp_path)
+
+
+@pytest.mark.slow
+def test_regenerated_fixtures_equal_committed(tmp_path: Path):
+    checkout = os.environ.get(CHECKOUT_VARIABLE)
+    if not checkout:
+        pytest.skip(
+            f"set {CHECKOUT_VARIABLE} to a checkout of hpcaitech/Open-Sora at the pinned commit "
+            "to rebuild the golden fixtures from the reference code "
+            "(see tests/fixtures/reference/README.md)"
+        )
+    pytest.importorskip("einops", reason="the reference modules import einops: pip install einops")
+    regenerate = _load_regenerate()
+    regenerate.regenerate(Path(checkout), tmp_path)
+    differences = regenerate.compare(tmp_path, FIXTURES_DIR, atol=1e-6)
+    print("max abs difference per fixture:", differences)
