@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def test_adapted_outputs_and_shared_noise(bundle, request_for) -> None:
     assert _listing(out) == {"video.mkv", "meta.json", "loss.csv", "adapter.safetensors"}
     rows = list(csv.DictReader((out / "loss.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
-    assert list(rows[0]) == ["step", "loss", "lr", "timestep", "grad_norm", "seconds"]
+    assert list(rows[0]) == list(gen.LOSS_COLUMNS)
+    assert {r["branch"] for r in rows} <= {"prompt+cond", "negative+cond", "negative+zero"}
     assert meta["final_loss"] == pytest.approx(float(rows[-1]["loss"]))
     adapter = load_file(out / "adapter.safetensors")
     assert len(adapter) == 2 * 24 and all(t.dtype == torch.float32 for t in adapter.values())
@@ -83,19 +85,22 @@ def test_adapted_outputs_and_shared_noise(bundle, request_for) -> None:
 
 
 def test_noise_depends_on_video_not_method(bundle, request_for) -> None:
-    """Same noise for every method: a baseline under another name and a TTA run whose
-    adapter stays numerically zero (lr 1e-30) reproduce the baseline video exactly."""
+    """Same noise for every method: a baseline under another name and a TTA run with
+    learning rate 0 (the adapter stays at its zero start) reproduce the baseline video bit
+    for bit; the same run with a non-zero learning rate does not."""
     first = request_for("v_a", "baseline")
     gen.generate(first, bundle=bundle)
     renamed = request_for("v_a", "renamed")
     gen.generate(renamed, bundle=bundle)
-    frozen = request_for(
-        "v_a", "frozen", AdaptConfig(rank=4, steps=2, warmup_steps=0, lr=1e-30, checkpoint_every=0)
-    )
+    frozen_config = AdaptConfig(rank=4, steps=2, warmup_steps=0, lr=0.0, checkpoint_every=0)
+    frozen = request_for("v_a", "frozen", frozen_config)
     gen.generate(frozen, bundle=bundle)
     reference = read_frames(first.out_dir / "video.mkv")
     assert np.array_equal(read_frames(renamed.out_dir / "video.mkv"), reference)
     assert np.array_equal(read_frames(frozen.out_dir / "video.mkv"), reference)
+    learning = request_for("v_a", "learning", dataclasses.replace(frozen_config, lr=1e-2))
+    gen.generate(learning, bundle=bundle)
+    assert not np.array_equal(read_frames(learning.out_dir / "video.mkv"), reference)
     other = request_for("v_b", "baseline")
     gen.generate(other, bundle=bundle)
     assert not np.array_equal(read_frames(other.out_dir / "video.mkv"), reference)
@@ -175,3 +180,34 @@ def test_method_spec_round_trip_and_errors() -> None:
         MethodSpec.from_dict({"sampling": {"rank": 3}}, "m.json")
     with pytest.raises(ValueError, match="non-empty string"):
         MethodSpec.from_dict({"method": 3}, "m.json")
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_condition_ignores_every_pixel_frame_after_its_own(bundle, clip_dir, k) -> None:
+    """Issue 12 item 1: the k clean latent frames handed over in adaptation are the first
+    4(k-1)+1 pixel frames encoded on their own: changing any later frame (the ones whose
+    latents carry the loss) leaves them bit-identical, while the loss target changes."""
+    frames = read_frames(clip_dir / "v_a.mkv", 33)
+    sampling = SamplingConfig(num_steps=1)
+    config = AdaptConfig(continue_frames=[k], text_dropout=0.0)
+    negative = (torch.zeros(1, 8, 48), torch.zeros(1, 32))
+    prompt = (torch.ones(1, 8, 48), torch.ones(1, 32))
+
+    def target_of(clip: np.ndarray):
+        condition = pipeline.encode_condition(bundle, clip, 33, 65)
+        return gen.adaptation_target(bundle, clip, condition, config, sampling, prompt, negative)
+
+    original = target_of(frames)
+    assert list(original.conditions) == [k]
+    last = 4 * (k - 1) + 1
+    for changed in (last, 17, 32):
+        edited = frames.copy()
+        edited[changed] = 255 - edited[changed]
+        other = target_of(edited)
+        assert torch.equal(other.conditions[k], original.conditions[k])
+        assert not torch.equal(other.x0, original.x0)
+    # The last frame it covers does change it, and it is not a slice of the window's encoding.
+    edited = frames.copy()
+    edited[last - 1] = 255 - edited[last - 1]
+    assert not torch.equal(target_of(edited).conditions[k], original.conditions[k])
+    assert not torch.allclose(original.conditions[k], original.x0[:, :, :k], atol=1e-3)

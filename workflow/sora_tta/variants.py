@@ -51,6 +51,8 @@ ABBREVIATIONS = {
     "continue_frames": "cf",
     "mixed_weights": "mw",
     "draws_per_step": "d",
+    "text_dropout": "td",
+    "cond_dropout": "cd",
     "checkpoint_every": "ck",
     "gradient_checkpointing": "gck",
 }
@@ -85,8 +87,10 @@ class Variant:
         return f"{self.name}-{self.digest}"
 
 
-#: JSON-schema type names understood by :func:`normalise_params`.
-KINDS = ("boolean", "integer", "number", "string", "array", "object")
+#: JSON-schema type names understood by :func:`normalise_params` (``integer-array``: an
+#: array whose items are integers, e.g. a set of condition lengths).
+KINDS = ("boolean", "integer", "number", "string", "array", "integer-array", "object")
+INTEGER_ARRAY = "integer-array"
 
 
 def kind_of(value: Any) -> str:
@@ -111,6 +115,9 @@ def kinds_from_schema(properties: Mapping[str, Any]) -> dict[str, str]:
     kinds = {}
     for key, prop in properties.items():
         kind = prop.get("type") if isinstance(prop, Mapping) else None
+        items = prop.get("items") if isinstance(prop, Mapping) else None
+        if kind == "array" and isinstance(items, Mapping) and items.get("type") == "integer":
+            kind = INTEGER_ARRAY
         if kind not in KINDS:
             raise VariantError(f"schema of {key}: unsupported or missing type {kind!r}")
         kinds[key] = kind
@@ -144,10 +151,11 @@ def normalise_value(key: str, value: Any, kind: str, where: str = "variant") -> 
         if not isinstance(value, str):
             raise fail("a string")
         return value
-    if kind == "array":
+    if kind in ("array", INTEGER_ARRAY):
+        item = "integer" if kind == INTEGER_ARRAY else "number"
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise fail("a list of numbers")
-        return [normalise_value(f"{key}[{i}]", v, "number", where) for i, v in enumerate(value)]
+            raise fail(f"a list of {item}s")
+        return [normalise_value(f"{key}[{i}]", v, item, where) for i, v in enumerate(value)]
     if kind == "object":
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise fail("a mapping of names to numbers")

@@ -134,6 +134,35 @@ def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
     return pixels.clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
+def pixel_frames_for(latent_frames: int, time_compression: int = 4) -> int:
+    """Pixel frames whose causal encoding gives ``latent_frames`` latent frames: 4(k-1)+1."""
+    if latent_frames < 1:
+        raise ValueError(f"need at least one latent frame, got {latent_frames}")
+    return (latent_frames - 1) * time_compression + 1
+
+
+def encode_clean_frames(
+    bundle: ModelBundle, frames: np.ndarray, latent_frames: int
+) -> torch.Tensor:
+    """The clean latent ``(1, C, k, H, W)`` of the first ``4(k - 1) + 1`` frames, encoded on
+    their own.
+
+    Never a slice of a longer encoding: the VAE's GroupNorms pool statistics over every frame
+    of a clip, so the first latent frames of a longer clip depend on its later pixel frames.
+    """
+    count = pixel_frames_for(latent_frames, bundle.vae.config.time_compression_ratio)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) < count:
+        raise ValueError(
+            f"{latent_frames} latent frames need {count} pixel frames, got shape {frames.shape}"
+        )
+    latent = bundle.vae.encode(frames_to_tensor(frames[:count]))
+    if latent.shape[2] != latent_frames:
+        raise PipelineError(f"{count} frames encoded to {latent.shape[2]} latent frames, "
+                            f"expected {latent_frames}")  # fmt: skip
+    return latent
+
+
 def encode_condition(
     bundle: ModelBundle,
     frames: np.ndarray,

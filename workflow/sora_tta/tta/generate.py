@@ -53,7 +53,7 @@ from sora_tta.tta.adapt import (
     derive_seed,
     stable_hash,
 )
-from sora_tta.tta.objective import AdaptationTarget
+from sora_tta.tta.objective import AdaptationTarget, condition_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ LOSS_FILE = "loss.csv"
 ADAPTER_FILE = "adapter.safetensors"
 FAILURE_FILE = "failure.json"
 FINAL_OUTPUTS = (VIDEO_FILE, META_FILE, LOSS_FILE, ADAPTER_FILE)
-LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "grad_norm", "seconds")
+LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "cond_frames", "branch", "grad_norm", "seconds")
 BASELINE = "baseline"
 
 
@@ -359,11 +359,11 @@ def generate(
         latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
                                             request, seeds["noise"])  # fmt: skip
     else:
-        target = AdaptationTarget(
-            x0=condition.masked_ref[:, :, : sampling.cond_latent_frames].to(device),
-            txt=txt.to(device),
-            y_vec=y_vec.to(device),
+        tick = time.perf_counter()
+        target = adaptation_target(
+            bundle, frames, condition, request.adapt, sampling, (txt, y_vec), (txt_neg, y_neg)
         )
+        timings["encode"] += time.perf_counter() - tick
         identity = {
             "adapt": request.adapt.result_hash(),
             "seed": request.seed,
@@ -453,6 +453,40 @@ def generate(
     write_lossless(out_dir / VIDEO_FILE, np.ascontiguousarray(video), fps)
     ckpt.remove_state(state_path)
     return meta
+
+
+def adaptation_target(
+    bundle: pipeline.ModelBundle,
+    frames: np.ndarray,
+    condition: pipeline.V2VCondition,
+    config: AdaptConfig,
+    sampling: SamplingConfig,
+    prompt: tuple[torch.Tensor, torch.Tensor],
+    negative: tuple[torch.Tensor, torch.Tensor],
+) -> AdaptationTarget:
+    """The adaptation target of one video, on the model device.
+
+    The loss target is the encoding of the whole conditioning window (33 frames -> 9 latent
+    frames, the sampler's own condition). Every condition length ``k`` the objective can
+    draw gets the encoding of its first ``4(k - 1) + 1`` pixel frames on their own, computed
+    once per job.
+    """
+    device = bundle.device
+    window = sampling.cond_latent_frames
+    x0 = condition.masked_ref[:, :, :window]
+    conditions = {}
+    for k in condition_lengths(config.objective_spec(), window):
+        # k = window is the window itself, already encoded on its own for the sampler.
+        clean = x0 if k == window else pipeline.encode_clean_frames(bundle, frames, k)
+        conditions[k] = clean.to(device)
+    return AdaptationTarget(
+        x0=x0.to(device),
+        txt=prompt[0].to(device),
+        y_vec=prompt[1].to(device),
+        txt_neg=negative[0].to(device),
+        y_neg=negative[1].to(device),
+        conditions=conditions,
+    )
 
 
 def _num(value: float | None) -> float | str | None:
