@@ -211,3 +211,101 @@ def test_condition_ignores_every_pixel_frame_after_its_own(bundle, clip_dir, k) 
     edited[last - 1] = 255 - edited[last - 1]
     assert not torch.equal(target_of(edited).conditions[k], original.conditions[k])
     assert not torch.allclose(original.conditions[k], original.x0[:, :, :k], atol=1e-3)
+
+
+def _flag_when_called(monkeypatch, module, name: str, flag) -> None:
+    """Set ``flag`` (as a SIGTERM would) when ``module.name`` is called, then call it."""
+    original = getattr(module, name)
+
+    def wrapped(*args, **kwargs):
+        flag.set(15)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+@pytest.mark.parametrize("stage", ["sampling", "decoding"])
+def test_signal_while_sampling_keeps_the_adapter_and_rerun_only_samples(
+    bundle, request_for, monkeypatch, tmp_path, stage
+) -> None:
+    """Issue 12 item 8: SIGTERM during sampling or decoding saves the trained adapter and
+    exits 75, also without periodic checkpoints; the rerun adapts no step and produces
+    exactly the uninterrupted run's video and adapter."""
+    from sora_tta.tta import checkpoint as ckpt
+
+    config = AdaptConfig(rank=4, steps=3, warmup_steps=1, lr=5e-3, checkpoint_every=0)
+    reference = request_for("v_a", "tta", config, save_adapter=True)
+    reference.out_dir = tmp_path / "reference"
+    gen.generate(reference, bundle=bundle)
+    request = request_for("v_a", "tta", config, save_adapter=True)
+    stop = ckpt.PreemptionFlag()
+    with monkeypatch.context() as patch:
+        if stage == "sampling":
+            _flag_when_called(patch, gen, "branch_movement", stop)  # right before sampling
+        else:
+            _flag_when_called(patch, pipeline, "decode_to_frames", stop)
+        with pytest.raises(GenerationError, match=f"signal 15 .*{stage[:6]}") as info:
+            gen.generate(request, bundle=bundle, stop=stop)
+    assert info.value.exit_code == ckpt.EXIT_PREEMPTED
+    assert _listing(request.out_dir) == {"resume", "resume/state.pt"}
+    assert torch.load(request.out_dir / "resume/state.pt", weights_only=True)["step"] == 3
+    meta = gen.generate(request, bundle=bundle)
+    assert meta["resumed_from_step"] == 3 and not (request.out_dir / "resume").exists()
+    assert np.array_equal(
+        *(read_frames(d / "video.mkv") for d in (request.out_dir, reference.out_dir))
+    )
+    losses = [[r["loss"] for r in csv.DictReader((d / "loss.csv").open())]
+              for d in (request.out_dir, reference.out_dir)]  # fmt: skip
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
+    a, b = (load_file(d / "adapter.safetensors") for d in (request.out_dir, reference.out_dir))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_baseline_stops_on_a_signal_and_says_so(bundle, request_for, caplog, monkeypatch) -> None:
+    from sora_tta.tta import checkpoint as ckpt
+
+    request = request_for("v_a", "baseline")
+    stop = ckpt.PreemptionFlag()
+    stop.set(10)
+    with caplog.at_level("INFO"), pytest.raises(GenerationError) as info:
+        gen.generate(request, bundle=bundle, stop=stop)
+    assert info.value.exit_code == ckpt.EXIT_PREEMPTED
+    assert gen.BASELINE_SIGNAL_NOTE in caplog.text and "nothing to save" in caplog.text
+    assert _listing(request.out_dir) == set()
+
+
+def test_branch_movement_is_recorded_and_zero_without_learning(bundle, request_for) -> None:
+    """meta.json says how far each guidance branch moved at the first sampling step."""
+    moved = gen.generate(request_for("v_a", "tta", ADAPT), bundle=bundle)["branch_movement"]
+    keys = {"prompt+cond", "negative+cond", "negative+zero", "guided"}
+    assert set(moved["abs"]) == keys and set(moved["relative"]) == keys
+    assert all(value > 0 for value in moved["abs"].values())
+    frozen = dataclasses.replace(ADAPT, lr=0.0)
+    still = gen.generate(request_for("v_a", "frozen", frozen), bundle=bundle)["branch_movement"]
+    assert all(value == 0 for value in still["abs"].values())
+
+
+def test_resume_identity_hashes_inputs(request_for, tmp_path) -> None:
+    import shutil
+
+    request = request_for("v_a", "tta", ADAPT)
+    identity = gen.resume_identity(request, [1, 16, 9, 4, 6])
+    assert gen.resume_identity(request, [1, 16, 9, 4, 6]) == identity
+    other_clip = dataclasses.replace(request, clip=request.clip.with_name("v_b.mkv"))
+    assert (
+        gen.resume_identity(other_clip, [1, 16, 9, 4, 6])["clip_sha256"]
+        != (identity["clip_sha256"])
+    )
+    swapped = dataclasses.replace(request, prompt_embedding=request.negative_embedding)
+    assert (
+        gen.resume_identity(swapped, [1, 16, 9, 4, 6])["prompt_sha256"]
+        != (identity["prompt_sha256"])
+    )
+    vae = pipeline.CheckpointLayout(request.checkpoint_dir).vae
+    copy = tmp_path / "vae.safetensors"
+    shutil.copyfile(vae, copy)
+    assert gen.checkpoint_fingerprint(copy) == gen.checkpoint_fingerprint(vae)
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF  # the last weight byte
+    copy.write_bytes(bytes(data))
+    assert gen.checkpoint_fingerprint(copy) != gen.checkpoint_fingerprint(vae)

@@ -267,6 +267,9 @@ class AdaptResult:
     adapted_modules: list[str]
     resumed_from_step: int
     seconds: float
+    #: Writes the resume state of the finished run (the final adapter, step = ``steps``), so a
+    #: run stopped while sampling resumes without adapting again; a no-op without resume.
+    save_final: Callable[[], None] = lambda: None
 
     @property
     def final_loss(self) -> float:
@@ -370,7 +373,7 @@ def train_adapter(
     started = time.perf_counter()
     rows: list[dict[str, float]] = []
 
-    def save(step: int) -> None:
+    def save(step: int, adapter: dict[str, torch.Tensor] | None = None) -> None:
         if resume is None:
             return
         ckpt.save_state(
@@ -378,7 +381,7 @@ def train_adapter(
             {
                 "identity": resume.identity,
                 "step": step,
-                "adapter": lora.lora_state_dict(model),
+                "adapter": lora.lora_state_dict(model) if adapter is None else adapter,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(),
@@ -406,12 +409,15 @@ def train_adapter(
             start=start, save=save, state_path=resume.state_path if resume else None,
             stop=stop, progress=progress, on_step=on_step,
         )  # fmt: skip
+    # Kept now: the adapters may be gone (removed after sampling) when a signal asks for it.
+    final_adapter = lora.lora_state_dict(model) if resume is not None else None
     return AdaptResult(
         rows=rows,
         trainable_parameters=lora.count_trainable_parameters(model),
         adapted_modules=[],
         resumed_from_step=start,
         seconds=time.perf_counter() - started,
+        save_final=lambda: save(config.steps, final_adapter),
     )
 
 

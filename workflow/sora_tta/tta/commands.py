@@ -2,10 +2,10 @@
 
 Heavy imports (torch, peft, transformers) happen inside the command functions.
 Exit codes of ``generate``: 0 done, 1 failed (``failure.json`` written for a diverging
-adaptation), 75 (``EX_TEMPFAIL``) interrupted by SIGTERM/SIGUSR1 during adaptation with the
-resume state saved: run the same command again to resume. A signal that arrives once
-sampling has started lets the run finish (sampling and decoding take seconds; the final
-adapter is already in the resume state should the job be killed anyway).
+adaptation), 75 (``EX_TEMPFAIL``) interrupted by SIGTERM/SIGUSR1/SIGINT with the resume
+state saved (during adaptation: the state of the last step; during sampling or decoding:
+the trained adapter): run the same command again to resume (it then only samples again).
+A baseline run has nothing to save: it stops at the next sampling step and exits 75.
 """
 
 from __future__ import annotations

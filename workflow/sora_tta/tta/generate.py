@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -26,6 +27,7 @@ import math
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from sora_tta.tta.adapt import (
     derive_seed,
     stable_hash,
 )
+from sora_tta.tta.branches import branch_movement
 from sora_tta.tta.objective import AdaptationTarget, condition_lengths
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,11 @@ FAILURE_FILE = "failure.json"
 FINAL_OUTPUTS = (VIDEO_FILE, META_FILE, LOSS_FILE, ADAPTER_FILE)
 LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "cond_frames", "branch", "grad_norm", "seconds")
 BASELINE = "baseline"
+#: What a baseline job does on a preemption signal (it has no state worth keeping).
+BASELINE_SIGNAL_NOTE = (
+    "on SIGTERM/SIGUSR1/SIGINT this baseline run stops at the next sampling step (or after "
+    "decoding), writes no output and exits 75; the rerun samples from the start"
+)
 
 
 @dataclass
@@ -354,23 +362,23 @@ def generate(
     }
     state_path = ckpt.resume_state_path(out_dir)
     rows: list[dict[str, float]] = []
+    save_final: Callable[[], None] = _nothing_to_save
     if request.adapt is None:
         timings["adapt"] = 0.0
-        latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
-                                            request, seeds["noise"])  # fmt: skip
+        logger.info("%s (baseline): %s", request.video_id, BASELINE_SIGNAL_NOTE)
+        try:
+            latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
+                                                request, seeds["noise"], stop)  # fmt: skip
+        except SamplingInterrupted as err:
+            logger.warning("%s (baseline): %s; nothing to save, exit 75", request.video_id, err)
+            raise _preempted(request, str(err)) from err
     else:
         tick = time.perf_counter()
         target = adaptation_target(
             bundle, frames, condition, request.adapt, sampling, (txt, y_vec), (txt_neg, y_neg)
         )
         timings["encode"] += time.perf_counter() - tick
-        identity = {
-            "adapt": request.adapt.result_hash(),
-            "seed": request.seed,
-            "video_id": request.video_id,
-            "method": request.method,
-            "latent_shape": list(target.x0.shape),
-        }
+        identity = resume_identity(request, list(target.x0.shape))
         resume = ResumeOptions(state_path=state_path, identity=identity)
         tick = time.perf_counter()
         try:
@@ -379,14 +387,15 @@ def generate(
                 target,
                 request.adapt,
                 seed=seeds["adapt"],
-                resume=resume if request.adapt.checkpoint_every else None,
+                resume=resume,
                 stop=stop,
                 progress=request.progress,
             ) as result:
                 timings["adapt"] = time.perf_counter() - tick
+                save_final = result.save_final
                 if stop:
-                    saved = state_path if state_path.is_file() else None
-                    raise AdaptationInterrupted(request.adapt.steps, stop.signal, saved)
+                    save_final()
+                    raise AdaptationInterrupted(request.adapt.steps, stop.signal, state_path)
                 rows = result.rows
                 meta.update(
                     trainable_parameters=result.trainable_parameters,
@@ -404,8 +413,21 @@ def generate(
                 # Adapters in the model dtype while sampling (float32 adapters on a bf16 base
                 # cost 20% per step, docs/performance.md); the float32 ones are saved below.
                 with lora.adapters_cast_to(bundle.mmdit, bundle.mmdit.dtype):
-                    latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg,
-                                                        y_neg, request, seeds["noise"])  # fmt: skip
+                    tick = time.perf_counter()
+                    meta["branch_movement"] = branch_movement(
+                        bundle, condition, (txt, y_vec), (txt_neg, y_neg),
+                        sampling.guidance_config(), seeds["noise"],
+                    )  # fmt: skip
+                    timings["branches"] = time.perf_counter() - tick
+                    try:
+                        latent, timings["sample"] = _sample(bundle, condition, txt, y_vec,
+                                                            txt_neg, y_neg, request,
+                                                            seeds["noise"], stop)  # fmt: skip
+                    except SamplingInterrupted as err:
+                        save_final()
+                        raise AdaptationInterrupted(
+                            request.adapt.steps, stop.signal if stop else None, state_path
+                        ) from err
                 if request.save_adapter and torch.isfinite(latent).all():
                     save_adapter(
                         out_dir / ADAPTER_FILE,
@@ -436,6 +458,10 @@ def generate(
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
         raise _fail(request, "decode", str(err)) from err
     timings["decode"] = time.perf_counter() - tick
+    if stop:  # a signal while decoding: keep the adapter (if any), write nothing final
+        save_final()
+        (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
+        raise _preempted(request, f"interrupted by signal {stop.signal} while decoding")
     timings["total"] = time.perf_counter() - started
 
     meta.update(
@@ -453,6 +479,57 @@ def generate(
     write_lossless(out_dir / VIDEO_FILE, np.ascontiguousarray(video), fps)
     ckpt.remove_state(state_path)
     return meta
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a whole file (clips and prompt embeddings: small files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_fingerprint(path: Path, edge: int = 16 << 20) -> str:
+    """SHA-256 over a checkpoint's size, its safetensors header (every tensor's name, dtype,
+    shape and offsets, and the metadata) and its first and last ``edge`` bytes.
+
+    Not a hash of the whole file: the Open-Sora v2.0 checkpoint has 22 GB, which would cost
+    every generation job seconds of reading (docs/study-design.md); a different checkpoint
+    with the same layout differs in its first and last 16 MiB of weights.
+    """
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        header_length = int.from_bytes(head, "little") if len(head) == 8 else 0
+        digest.update(head + handle.read(min(header_length, size)))
+        handle.seek(0)
+        digest.update(handle.read(edge))
+        handle.seek(max(0, size - edge))
+        digest.update(handle.read(edge))
+    return digest.hexdigest()
+
+
+def resume_identity(request: GenerateRequest, latent_shape: list[int]) -> dict[str, Any]:
+    """What a resume state must match to be resumed: the adaptation settings, seed, video,
+    method, latent shape, and hashes of the clip, both prompt embeddings and the checkpoints
+    (a state written before re-preprocessing or new weights is never resumed)."""
+    layout = pipeline.CheckpointLayout(request.checkpoint_dir)
+    assert request.adapt is not None
+    return {
+        "adapt": request.adapt.result_hash(),
+        "seed": request.seed,
+        "video_id": request.video_id,
+        "method": request.method,
+        "latent_shape": latent_shape,
+        "clip_sha256": file_sha256(request.clip),
+        "prompt_sha256": file_sha256(request.prompt_embedding),
+        "negative_sha256": file_sha256(request.negative_embedding),
+        "mmdit_fingerprint": checkpoint_fingerprint(layout.mmdit),
+        "vae_fingerprint": checkpoint_fingerprint(layout.vae),
+    }
 
 
 def adaptation_target(
@@ -496,6 +573,20 @@ def _num(value: float | None) -> float | str | None:
     return str(value)
 
 
+def _nothing_to_save() -> None:
+    """A baseline run has no state to keep."""
+
+
+class SamplingInterrupted(RuntimeError):
+    """A preemption signal arrived while sampling."""
+
+
+def _preempted(request: GenerateRequest, message: str) -> GenerationError:
+    return GenerationError(
+        f"{request.video_id} ({request.method}): {message}", exit_code=ckpt.EXIT_PREEMPTED
+    )
+
+
 def _sample(
     bundle: pipeline.ModelBundle,
     condition: pipeline.V2VCondition,
@@ -505,7 +596,12 @@ def _sample(
     y_neg: torch.Tensor,
     request: GenerateRequest,
     noise_seed: int,
+    stop: ckpt.PreemptionFlag | None = None,
 ) -> tuple[torch.Tensor, float]:
+    def check() -> None:
+        if stop:
+            raise SamplingInterrupted(f"interrupted by signal {stop.signal} while sampling")
+
     tick = time.perf_counter()
     latent = pipeline.sample_continuation(
         bundle,
@@ -517,6 +613,7 @@ def _sample(
         request.sampling.guidance_config(),
         seed=noise_seed,
         progress=request.progress,
+        before_step=check,
     )
     if bundle.device.type == "cuda":
         torch.cuda.synchronize(bundle.device)

@@ -194,6 +194,23 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
 
 
 @contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """Run the base model (every LoRA layer bypassed) for the duration of the block."""
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    flags = {id(layer): layer.disable_adapters for layer in layers}
+    grads = {name: p.requires_grad for name, p in model.named_parameters()}
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(not flags[id(layer)])
+        for name, param in model.named_parameters():
+            param.requires_grad_(grads[name])
+
+
+@contextlib.contextmanager
 def lora_adapters(
     model: nn.Module, spec: LoraSpec, generator: torch.Generator | None = None
 ) -> Iterator[list[str]]:
