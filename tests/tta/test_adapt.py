@@ -53,7 +53,7 @@ def test_config_from_dict_checks_keys_and_types() -> None:
         16,
         32.0,
         0.0,
-        "attn",
+        "attn+fused",
     )
     assert (defaults.steps, defaults.warmup_steps, defaults.lr, defaults.grad_clip) == (
         100,

@@ -45,7 +45,7 @@ def generate_args(tiny_ckpt_dir, clip_dir, prompt_dir, prompt_file, tmp_path):
 def test_generate_command_baseline_and_adapted(generate_args, tmp_path) -> None:
     assert main(generate_args("baseline", tmp_path / "base")) == 0
     assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["meta.json", "video.mkv"]
-    adapt = {"rank": 2, "steps": 2, "warmup_steps": 1, "targets": "attn+mlp"}
+    adapt = {"rank": 2, "steps": 2, "warmup_steps": 1, "targets": "attn+fused+mlp"}
     out = tmp_path / "tta"
     assert main(generate_args("tta", out, "--save-adapter", adapt=adapt)) == 0
     assert sorted(p.name for p in out.iterdir()) == [
@@ -53,7 +53,8 @@ def test_generate_command_baseline_and_adapted(generate_args, tmp_path) -> None:
     ]  # fmt: skip
     meta = json.loads((out / "meta.json").read_text())
     assert (
-        meta["adapt_config"]["targets"] == "attn+mlp" and meta["adapted_modules"] == 2 * 12 + 2 * 4
+        meta["adapt_config"]["targets"] == "attn+fused+mlp"
+        and meta["adapted_modules"] == 2 * 12 + 2 * 4
     )
 
 

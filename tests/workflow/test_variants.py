@@ -13,7 +13,7 @@ DEFAULTS = {
     "lr": 2e-4,
     "steps": 100,
     "mode": "continue",
-    "targets": "attn",
+    "targets": "attn+fused",
     "betas": [0.9, 0.999],
     "mixed_weights": {"denoise": 0.5, "continue": 0.5},
     "checkpoint_every": 25,
@@ -91,7 +91,7 @@ def test_grid_expands_cartesian_product_with_readable_names():
                     "steps": [20, 50, 100],
                     "mode": ["denoise", "continue"],
                 },
-                "fixed": {"targets": "attn+mlp"},
+                "fixed": {"targets": "attn+fused+mlp"},
             }
         }
     }
@@ -101,7 +101,7 @@ def test_grid_expands_cartesian_product_with_readable_names():
     assert names[0] == "sweep-r8-lr1e-4-s20-denoise"
     assert "sweep-r16-lr2e-4-s100-continue" in names
     assert len(set(names)) == len(names)
-    assert all(v.params["targets"] == "attn+mlp" for v in variants)
+    assert all(v.params["targets"] == "attn+fused+mlp" for v in variants)
     assert len({v.method_id for v in variants}) == len(variants)
 
 

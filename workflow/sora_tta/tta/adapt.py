@@ -50,10 +50,11 @@ _NON_RESULT_FIELDS = ("checkpoint_every",)
 class AdaptConfig:
     """Everything that defines an adaptation run (the keys of an ``--adapt-json`` file).
 
-    LoRA: ``rank``, ``alpha``, ``dropout``, ``targets`` (``attn``, ``attn+mlp`` or a regular
-    expression over module names). Optimisation: AdamW with ``lr``, ``betas``,
-    ``weight_decay``; ``steps`` steps, linear warm-up over ``warmup_steps`` then ``constant``
-    or ``cosine`` (to 0 at ``steps``); gradient-norm clipping at ``grad_clip``. Objective:
+    LoRA: ``rank``, ``alpha``, ``dropout``, ``targets`` (a preset of
+    :data:`sora_tta.tta.lora.TARGET_PRESETS` or a regular expression over module names).
+    Optimisation: AdamW with ``lr``, ``betas``, ``weight_decay``; ``steps`` steps, linear
+    warm-up over ``warmup_steps`` then ``constant`` or ``cosine`` (to 0 at ``steps``);
+    gradient-norm clipping at ``grad_clip``. Objective:
     ``mode`` (``denoise``, ``continue``, ``mixed``, ``published``: the published experiment's
     design, a labelled control), ``continue_frames`` (the set from which each ``continue``
     draw takes the number of latent frames given as condition, uniformly), ``mixed_weights``
@@ -70,7 +71,7 @@ class AdaptConfig:
     rank: int = 16
     alpha: float = 32.0
     dropout: float = 0.0
-    targets: str = "attn"
+    targets: str = "attn+fused"
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
