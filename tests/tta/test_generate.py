@@ -309,3 +309,36 @@ def test_resume_identity_hashes_inputs(request_for, tmp_path) -> None:
     data[-1] ^= 0xFF  # the last weight byte
     copy.write_bytes(bytes(data))
     assert gen.checkpoint_fingerprint(copy) != gen.checkpoint_fingerprint(vae)
+
+
+def test_cross_video_control_adapts_on_the_donor(bundle, request_for, tmp_path) -> None:
+    """Issue 12 item 5a: the adapter is trained on the donor's clip and prompt and applied
+    to this video: a donor that is a copy of the video itself reproduces the ordinary run
+    exactly; another video's clip gives another adaptation; the donor is recorded."""
+    import shutil
+
+    config = dataclasses.replace(ADAPT, checkpoint_every=0)
+    own = gen.generate(request_for("v_a", "self", config), bundle=bundle)
+    cross = dataclasses.replace(config, adapt_on="cross-video")
+    twin = tmp_path / "v_twin.mkv"
+    shutil.copyfile(request_for("v_a", "x").clip, twin)
+
+    def donor_request(method: str, clip: Path, donor_id: str) -> GenerateRequest:
+        request = request_for("v_a", method, cross)
+        request.adapt_clip, request.adapt_video_id = clip, donor_id
+        request.adapt_prompt_embedding = request.prompt_embedding
+        return request
+
+    same = donor_request("self", twin, "v_twin")  # the same method id: the same seeds
+    same.out_dir = tmp_path / "twin"
+    copied = gen.generate(same, bundle=bundle)
+    assert copied["adapt_video_id"] == "v_twin" and copied["final_loss"] == own["final_loss"]
+    other_clip = request_for("v_b", "x").clip
+    other = gen.generate(donor_request("self", other_clip, "v_b"), bundle=bundle)
+    assert other["final_loss"] != own["final_loss"] and other["adapt_clip"] == str(other_clip)
+    with pytest.raises(ValueError, match="needs --adapt-clip"):
+        gen.generate(request_for("v_a", "cross", cross), bundle=bundle)
+    stray = request_for("v_a", "tta", config)
+    stray.adapt_clip = twin
+    with pytest.raises(ValueError, match="only for adapt_on cross-video"):
+        gen.generate(stray, bundle=bundle)

@@ -225,3 +225,16 @@ def test_adapt_parameters_are_accepted_by_adapt_config():
     config = adapt.AdaptConfig.from_dict(params)
     assert config.rank == 16 and config.lr == 2e-4 and config.steps == 100
     assert config.warmup_steps == 5 and config.alpha == 32.0
+
+
+def test_cross_video_donors_are_a_seeded_derangement_across_classes() -> None:
+    videos = [(f"v_{c}_{i}", c) for c in ("A", "B", "C") for i in range(3)] + [("v_D_0", "D")]
+    classes = dict(videos)
+    donors = V.cross_video_donors(videos, seed=0)
+    assert sorted(donors) == sorted(classes) and sorted(donors.values()) == sorted(classes)
+    assert all(classes[video] != classes[donor] for video, donor in donors.items())
+    assert V.cross_video_donors(list(reversed(videos)), seed=0) == donors  # order-free
+    assert V.cross_video_donors(videos, seed=1) != donors
+    with pytest.raises(ValueError, match="at most half"):
+        V.cross_video_donors([("a", "X"), ("b", "X"), ("c", "Y")], seed=0)
+    assert V.cross_video_donors([("a", "X"), ("b", "Y")], seed=3) == {"a": "b", "b": "a"}

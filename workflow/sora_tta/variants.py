@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import math
+import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ ABBREVIATIONS = {
     "checkpoint_every": "ck",
     "gradient_checkpointing": "gck",
 }
-VALUE_ONLY_KEYS = frozenset({"mode", "targets", "lr_schedule"})
+VALUE_ONLY_KEYS = frozenset({"mode", "targets", "lr_schedule", "adapt_on"})
 
 ParamCheck = Callable[[Mapping[str, Any]], list[str]]
 
@@ -338,6 +339,41 @@ def expand_variants(
         changed = {k: params[k] for k in overrides}
         variants.append(Variant(name, params, changed, digest))
     return variants
+
+
+def cross_video_donors(videos: Sequence[tuple[str, str]], seed: int) -> dict[str, str]:
+    """The cross-video control's donor of every video: a derangement fixed by ``seed`` in
+    which each video's donor belongs to a different class.
+
+    ``videos`` are ``(video_id, class_name)`` pairs. The videos are grouped by class (class
+    order and order within a class shuffled by ``seed``) and each takes the video ``m``
+    places further on, cyclically, where ``m`` is the size of the largest class: a donor
+    ``m`` places away can only share its class if a class had more than ``m`` videos. Needs
+    ``m <= n / 2`` (else no such derangement exists).
+    """
+    ids = [video for video, _ in videos]
+    if len(set(ids)) != len(ids):
+        raise ValueError("cross-video donors: duplicate video ids")
+    by_class: dict[str, list[str]] = {}
+    for video, class_name in sorted(videos):
+        by_class.setdefault(class_name, []).append(video)
+    largest = max((len(v) for v in by_class.values()), default=0)
+    if not videos:
+        return {}
+    if 2 * largest > len(videos):
+        raise ValueError(
+            f"cross-video donors: {largest} of {len(videos)} videos share a class; a donor of "
+            "another class for every video needs every class to hold at most half of them"
+        )
+    rng = random.Random(f"cross-video:{seed}")
+    classes = sorted(by_class)
+    rng.shuffle(classes)
+    order = []
+    for class_name in classes:
+        members = list(by_class[class_name])
+        rng.shuffle(members)
+        order += members
+    return {video: order[(i + largest) % len(order)] for i, video in enumerate(order)}
 
 
 def method_ids(variants: Iterable[Variant]) -> list[str]:

@@ -40,6 +40,10 @@ from sora_tta.tta import lora, objective
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine")
+#: Whose clip the adapter is trained on: the video's own (the method) or another video's of a
+#: different class (the cross-video control: same recipe, no video-specific information).
+SELF, CROSS_VIDEO = "self", "cross-video"
+ADAPT_ON = (SELF, CROSS_VIDEO)
 
 #: Fields of :class:`AdaptConfig` that do not change the result (excluded from the identity
 #: a resume state must match).
@@ -62,6 +66,8 @@ class AdaptConfig:
     ``text_dropout`` (probability that a draw trains with the negative prompt instead of the
     prompt) and ``cond_dropout`` (given the negative prompt, probability of the zero visual
     condition), so that each guidance branch of the sampler is trained.
+    ``adapt_on``: ``self`` (the video's own clip) or ``cross-video`` (the control: another
+    video's clip and prompt, given to ``generate`` with ``--adapt-clip``).
     ``checkpoint_every``: save the resume state every N steps (0: never).
     ``gradient_checkpointing``: recompute block activations in the backward pass (same
     result; at full size, 224x288, rank 16 on an H200 the peak memory drops from 43 to
@@ -87,6 +93,7 @@ class AdaptConfig:
     draws_per_step: int = 1
     text_dropout: float = objective.REFERENCE_TEXT_DROPOUT
     cond_dropout: float = 0.5
+    adapt_on: str = SELF
     checkpoint_every: int = 50
     gradient_checkpointing: bool = False
 
@@ -117,6 +124,8 @@ class AdaptConfig:
             )
         if not self.grad_clip > 0:
             problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.adapt_on not in ADAPT_ON:
+            problems.append(f"adapt_on must be one of {list(ADAPT_ON)}, got {self.adapt_on!r}")
         if self.checkpoint_every < 0:
             problems.append(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if problems:

@@ -53,6 +53,15 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
     gen.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
+    donor = gen.add_argument_group(
+        "cross-video control (adapt_on: cross-video)",
+        "train the adapter on another video's clip and prompt, then continue --clip with it",
+    )
+    donor.add_argument("--adapt-clip", type=Path, metavar="MKV", help="the donor's clip")
+    donor.add_argument(
+        "--adapt-prompt-embedding", type=Path, metavar="P.safetensors", help="the donor's prompt"
+    )
+    donor.add_argument("--adapt-video-id", metavar="ID", help="the donor's video id")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     gen.add_argument(
         "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
@@ -116,6 +125,9 @@ def generate_command(args: argparse.Namespace) -> int:
         sampling=spec.sampling,
         seed=args.seed,
         save_adapter=args.save_adapter,
+        adapt_clip=args.adapt_clip,
+        adapt_prompt_embedding=args.adapt_prompt_embedding,
+        adapt_video_id=args.adapt_video_id,
         device=args.device,
         dtype=args.dtype,
         progress=not args.no_progress,

@@ -46,6 +46,7 @@ from sora_tta.sampling import GuidanceConfig
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora
 from sora_tta.tta.adapt import (
+    CROSS_VIDEO,
     AdaptationDiverged,
     AdaptationInterrupted,
     AdaptConfig,
@@ -178,6 +179,11 @@ class GenerateRequest:
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
     seed: int = 0
     save_adapter: bool = False
+    #: The cross-video control's donor: the clip, prompt embedding and id of the video the
+    #: adapter is trained on (``adapt_on: cross-video``); ``None`` for every other method.
+    adapt_clip: Path | None = None
+    adapt_prompt_embedding: Path | None = None
+    adapt_video_id: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     progress: bool = True
@@ -310,6 +316,7 @@ def generate(
     out_dir = Path(request.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_outputs(out_dir)
+    check_donor(request)
     timings: dict[str, float] = {}
     seeds = request.seeds()
     sampling = request.sampling
@@ -374,9 +381,12 @@ def generate(
             raise _preempted(request, str(err)) from err
     else:
         tick = time.perf_counter()
-        target = adaptation_target(
-            bundle, frames, condition, request.adapt, sampling, (txt, y_vec), (txt_neg, y_neg)
-        )
+        adapt_frames, adapt_condition, adapt_text = frames, condition, (txt, y_vec)
+        if request.adapt.adapt_on == CROSS_VIDEO:
+            adapt_frames, adapt_condition, adapt_text = _donor(request, bundle)
+            meta.update(adapt_video_id=request.adapt_video_id, adapt_clip=str(request.adapt_clip))
+        target = adaptation_target(bundle, adapt_frames, adapt_condition, request.adapt,
+                                   sampling, adapt_text, (txt_neg, y_neg))  # fmt: skip
         timings["encode"] += time.perf_counter() - tick
         identity = resume_identity(request, list(target.x0.shape))
         resume = ResumeOptions(state_path=state_path, identity=identity)
@@ -526,10 +536,46 @@ def resume_identity(request: GenerateRequest, latent_shape: list[int]) -> dict[s
         "latent_shape": latent_shape,
         "clip_sha256": file_sha256(request.clip),
         "prompt_sha256": file_sha256(request.prompt_embedding),
+        "adapt_clip_sha256": request.adapt_clip and file_sha256(request.adapt_clip),
+        "adapt_prompt_sha256": (
+            request.adapt_prompt_embedding and file_sha256(request.adapt_prompt_embedding)
+        ),
         "negative_sha256": file_sha256(request.negative_embedding),
         "mmdit_fingerprint": checkpoint_fingerprint(layout.mmdit),
         "vae_fingerprint": checkpoint_fingerprint(layout.vae),
     }
+
+
+def check_donor(request: GenerateRequest) -> None:
+    """The donor options are given exactly for the cross-video control (``ValueError``)."""
+    donor = (request.adapt_clip, request.adapt_prompt_embedding, request.adapt_video_id)
+    cross = request.adapt is not None and request.adapt.adapt_on == CROSS_VIDEO
+    if cross and None in donor:
+        raise ValueError(
+            f"{request.method}: adapt_on cross-video needs --adapt-clip, "
+            "--adapt-prompt-embedding and --adapt-video-id (the donor video)"
+        )
+    if not cross and any(part is not None for part in donor):
+        raise ValueError(f"{request.method}: --adapt-clip is only for adapt_on cross-video")
+    if cross and request.adapt_video_id == request.video_id:
+        raise ValueError(f"{request.video_id}: the cross-video donor must be another video")
+
+
+def _donor(
+    request: GenerateRequest, bundle: pipeline.ModelBundle
+) -> tuple[np.ndarray, pipeline.V2VCondition, tuple[torch.Tensor, torch.Tensor]]:
+    """Frames, window encoding and prompt embedding of the cross-video donor."""
+    assert request.adapt_clip is not None and request.adapt_prompt_embedding is not None
+    sampling = request.sampling
+    frames = read_frames(request.adapt_clip, max_frames=sampling.num_cond_frames)
+    if len(frames) < sampling.num_cond_frames:
+        raise ValueError(f"{request.adapt_clip}: has {len(frames)} frames, "
+                         f"need {sampling.num_cond_frames} to adapt on")  # fmt: skip
+    condition = pipeline.encode_condition(
+        bundle, frames, num_cond_frames=sampling.num_cond_frames, num_frames=sampling.num_frames
+    )
+    _, txt, y_vec = load_prompt_embedding(request.adapt_prompt_embedding)
+    return frames, condition, (txt, y_vec)
 
 
 def adaptation_target(
