@@ -235,7 +235,8 @@ class ManifestIndex:
         derangement from generation.seed with donors of another class."""
         if self._donors is None:
             pairs = [(v, self.rows[v]["class_name"]) for v in self.usable]
-            self._donors = variant_lib.cross_video_donors(pairs, config["generation"]["seed"])
+            seed = config["generation"]["seed"]
+            self._donors = variant_lib.cross_video_donors(pairs, seed)
         self.usable_row(video)
         return self._donors[video]
 
