@@ -143,7 +143,7 @@ def test_invalid_configuration_lists_every_problem(tmp_path):
     result = dry_run(tmp_path, "--configfile", str(bad), check=False)
     assert result.returncode != 0
     assert "invalid configuration" in result.output
-    assert "adapt.lr: -1 is less than or equal to the minimum of 0" in result.output
+    assert "adapt.lr: -1 is less than the minimum of 0" in result.output
     assert "evaluation.lpips_backbone: 'vgg' is not one of" in result.output
     assert "sampling.num_frames" in result.output
 

@@ -105,7 +105,7 @@ def mutate(path: str, value):
             {"runtime": 5},
             "resources.rules: unknown rule(s) ['generate']",
         ),
-        ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: alpha, betas"),
+        ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: adapt_on, alpha, betas"),
         ("samplng", {}, "(top level): unknown key(s) 'samplng'"),
         ("variants.grids", {"g": {"fixed": {}}}, "variants.grids.g: 'axes' is a required property"),
     ],
