@@ -320,3 +320,43 @@ def validate_with_defaults(config: dict) -> None:
     from snakemake.utils import validate
 
     validate(config, str(wc.SCHEMA_PATH))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_aggregate_options_declare_the_family(name):
+    """The statistics section becomes aggregate flags that the command turns into the
+    declared StatisticsConfig, variant names resolved to method ids."""
+    import shlex
+
+    from sora_tta.cli import build_parser
+    from sora_tta.evaluation.commands import statistics_config
+
+    config = load(name)
+    validate_with_defaults(config)
+    variants = V.expand_variants(
+        config["variants"], config["adapt"], kinds=wc.adapt_param_kinds(SCHEMA)
+    )
+    methods = V.method_ids(variants)
+    required = ["--metrics-dir", "m", "--methods", ",".join(methods), "--out-dir", "o"]
+    options = shlex.split(wc.aggregate_options(config, methods))
+    stats = statistics_config(build_parser().parse_args(["aggregate", *required, *options]))
+    declared = config["statistics"]
+    final = [V.resolve_variant(v, methods) for v in declared["final_variants"]]
+    assert stats.final_variants == tuple(final) and stats.primary_variant == final[0]
+    assert (stats.primary_metric, stats.primary_segment) == ("psnr", "continuation")
+    assert stats.alpha == declared["alpha"] and stats.min_group_n == declared["min_group_n"]
+
+
+def test_aggregate_options_reject_contradictions():
+    methods = ["baseline", "a-1f", "b-2e"]
+    config = {"statistics": {"primary": {"metric": "psnr", "segment": "continuation",
+              "variant": "b"}, "family": {"metrics": ["psnr"], "segments": ["continuation"]},
+              "final_variants": ["a"]}}  # fmt: skip
+    with pytest.raises(ValueError, match="not a final variant"):
+        wc.aggregate_options(config, methods)
+    config["statistics"]["final_variants"] = ["c"]
+    with pytest.raises(ValueError, match="matches 0"):
+        wc.aggregate_options(config, methods)
+    config["statistics"].update(final_variants=None, family={"metrics": ["ssim"]})
+    with pytest.raises(ValueError, match="primary metric"):
+        wc.aggregate_options(config, methods)

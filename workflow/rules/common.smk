@@ -54,6 +54,10 @@ except variant_lib.VariantError as err:
 VARIANT_BY_ID = {variant.method_id: variant for variant in VARIANTS}
 METHODS = variant_lib.method_ids(VARIANTS)
 BASELINE = variant_lib.BASELINE
+try:
+    AGGREGATE_OPTIONS = wc.aggregate_options(config, METHODS)
+except ValueError as err:
+    raise WorkflowError(f"invalid configuration ({CONFIG_SOURCE}): statistics: {err}")
 
 # Software of the shell rules under --sdm conda (plain runs use the current environment).
 CONDA_ENV = "../../envs/sora-tta.yaml"
@@ -82,6 +86,7 @@ REPORT_PAGES = [
     "summary",
     "paired",
     "per_class",
+    "per_type",
     "cost",
     "methods",
     "manifest",

@@ -9,6 +9,7 @@ TABLE_PAGES = {
     "summary": "Mean metrics per method",
     "paired": "Each variant vs the baseline (paired)",
     "per_class": "Mean metrics per class",
+    "per_type": "Final variants vs the baseline per UCF-101 action type (paired)",
     "cost": "Cost per method",
     "methods": "Methods and their parameters",
     "manifest": "Manifest: selected videos and their status",
@@ -21,6 +22,7 @@ rule report_pages:
         summary=f"{AGGREGATE_DIR}/summary.csv",
         paired=f"{AGGREGATE_DIR}/paired.csv",
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
+        per_type=f"{AGGREGATE_DIR}/per_type.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
         methods=f"{RESULTS}/methods/methods.tsv",
         manifest=MANIFEST,
@@ -43,6 +45,12 @@ rule report_pages:
             caption="../report/per_class.rst",
             category="Tables",
             labels={"table": "per class"},
+        ),
+        per_type=report(
+            f"{REPORT_DIR}/per_type.html",
+            caption="../report/per_type.rst",
+            category="Tables",
+            labels={"table": "per action type"},
         ),
         cost=report(
             f"{REPORT_DIR}/cost.html",

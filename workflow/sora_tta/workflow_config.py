@@ -16,7 +16,7 @@ import inspect
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -553,6 +553,42 @@ def evaluate_options(config: Mapping[str, Any]) -> str:
             "--lpips-backbone": evaluation.get("lpips_backbone", "alexnet"),
             "--lpips-seed": evaluation.get("lpips_seed", 0),
             "--device": evaluation.get("device", "auto"),
+        }
+    )
+
+
+def aggregate_options(config: Mapping[str, Any], methods: Sequence[str]) -> str:
+    """Flags of ``sora-tta aggregate`` for the ``statistics`` section: the declared primary
+    endpoint and family, variant names resolved to method ids (``ValueError`` naming the
+    problem when a name matches no variant or the declaration contradicts itself)."""
+    from sora_tta.variants import resolve_variant
+
+    stats = _section(config, "statistics")
+    primary, family = stats.get("primary", {}), stats.get("family", {})
+    metrics = list(family.get("metrics", []))
+    segments = list(family.get("segments", []))
+    variants = [m for m in methods if m != "baseline"]
+    final = stats.get("final_variants")
+    final_ids = None if final is None else [resolve_variant(v, variants) for v in final]
+    primary_id = primary.get("variant")
+    if primary_id is not None:
+        primary_id = resolve_variant(primary_id, variants)
+        if final_ids is not None and primary_id not in final_ids:
+            raise ValueError(f"primary variant {primary['variant']!r} is not a final variant")
+    if metrics and primary.get("metric") not in metrics:
+        raise ValueError(f"primary metric {primary.get('metric')!r} is not in family.metrics")
+    if segments and primary.get("segment") not in segments:
+        raise ValueError(f"primary segment {primary.get('segment')!r} is not in family.segments")
+    return _options(
+        {
+            "--alpha": stats.get("alpha"),
+            "--primary-metric": primary.get("metric"),
+            "--primary-segment": primary.get("segment"),
+            "--primary-variant": primary_id,
+            "--family-metrics": ",".join(metrics) or None,
+            "--family-segments": ",".join(segments) or None,
+            "--final-variants": None if final_ids is None else ",".join(final_ids),
+            "--min-group-n": stats.get("min_group_n"),
         }
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from sora_tta.evaluation.cost import cost_table
+from sora_tta.evaluation.family import apply_family, per_type_table
 from sora_tta.evaluation.report import summary_markdown
 from sora_tta.evaluation.tables import (
     AggregateConfig,
@@ -24,7 +25,10 @@ from sora_tta.evaluation.tables import (
 )
 from sora_tta.io import atomic_path, write_text_atomic
 
-OUTPUT_FILES = ("long.csv", "summary.csv", "paired.csv", "per_class.csv", "cost.csv", "summary.md")
+OUTPUT_FILES = (
+    "long.csv", "summary.csv", "paired.csv", "per_class.csv", "per_type.csv", "cost.csv",
+    "summary.md",
+)  # fmt: skip
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -44,10 +48,13 @@ def run_aggregate(
     long = collect_long_table(metrics_dir, config.methods, videos=classes)
     expected = None if classes is None else len(classes)
     summary = summary_table(long, config)
-    paired = paired_table(long, config)
+    paired = apply_family(paired_table(long, config), config.statistics, config.variants)
     per_class = per_class_table(long, config)
+    per_type = per_type_table(
+        long, config.variants, config.baseline, config.statistics, config.bootstrap
+    )
     cost = cost_table(long, generations_dir, config)
-    text = summary_markdown(long, summary, paired, per_class, cost, config, expected)
+    text = summary_markdown(long, summary, paired, per_class, cost, config, expected, per_type)
     out = Path(out_dir)
     paths = {name: out / name for name in OUTPUT_FILES}
     for name, table in (
@@ -55,6 +62,7 @@ def run_aggregate(
         ("summary.csv", summary),
         ("paired.csv", paired),
         ("per_class.csv", per_class),
+        ("per_type.csv", per_type),
         ("cost.csv", cost),
     ):
         _write_csv(table, paths[name])

@@ -24,7 +24,13 @@ from sora_tta.evaluation.definitions import (
     SEGMENTS,
     direction,
 )
-from sora_tta.evaluation.stats import BootstrapConfig, describe, paired_stats, verdict
+from sora_tta.evaluation.stats import (
+    BootstrapConfig,
+    StatisticsConfig,
+    describe,
+    paired_stats,
+    verdict,
+)
 from sora_tta.io import read_json
 
 LONG_COLUMNS = ["video", "class", "method", "lpips_backbone", "segment", "metric", "frame", "value"]
@@ -50,11 +56,13 @@ class AggregateError(ValueError):
 
 @dataclass(frozen=True)
 class AggregateConfig:
-    """Which methods to aggregate, which one is the baseline, and the bootstrap settings."""
+    """Which methods to aggregate, which one is the baseline, the bootstrap settings and
+    the declared family of tests (primary endpoint, final variants, alpha)."""
 
     methods: tuple[str, ...]
     baseline: str = "baseline"
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
 
     def __post_init__(self) -> None:
         if not self.methods:
