@@ -245,7 +245,13 @@ def metrics_record(
     """The record of one (video, method): identity, settings and the metric values of both
     segments (schema ``sora_tta.metrics/1``, see docs/metrics.md). ``paths`` are the
     (generated, reference) clips, ``shape`` their (frames, height, width, channels)."""
-    from sora_tta.evaluation.definitions import DATA_RANGE, PSNR_CAP_DB, SCHEMA, SSIM_SETTINGS
+    from sora_tta.evaluation.definitions import (
+        DATA_RANGE,
+        PSNR_CAP_DB,
+        SCHEMA,
+        SSIM_PUBLISHED_SETTINGS,
+        SSIM_SETTINGS,
+    )
 
     return {
         "schema": SCHEMA,
@@ -264,6 +270,7 @@ def metrics_record(
             "data_range": DATA_RANGE,
             "psnr_cap_db": PSNR_CAP_DB,
             "ssim": {**SSIM_SETTINGS, "channel_axis": -1},
+            "ssim_skimage": {**SSIM_PUBLISHED_SETTINGS, "channel_axis": -1},
             "lpips": {"net": "alex", "version": "0.1", "input_range": [-1, 1], "device": device},
         },
         "segments": segments,

@@ -8,6 +8,7 @@ import pandas as pd
 
 from sora_tta.evaluation.definitions import (
     PRIMARY_METRICS,
+    PUBLISHED_METRICS,
     SEGMENT_CONTEXT,
     SEGMENT_CONTINUATION,
 )
@@ -89,6 +90,7 @@ def summary_markdown(
                 cells.append(f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]")
         lines.append("| " + " | ".join(cells) + " |")
     lines += _paired_markdown(paired, config)
+    lines += published_markdown(summary, paired, config)
     lines += family_markdown(paired, config.statistics)
     if per_type is not None:
         lines += per_type_markdown(per_type, config.statistics)
@@ -152,6 +154,54 @@ def _paired_markdown(paired: pd.DataFrame, config: AggregateConfig) -> list[str]
         "'not tested'. "
         "flicker_err and seam_err are distances to the ground truth's own flicker and seam change.",
     ]
+    return lines
+
+
+def published_markdown(
+    summary: pd.DataFrame, paired: pd.DataFrame, config: AggregateConfig
+) -> list[str]:
+    """The published table's definitions (continuation), labelled, beside the project's:
+    per-method means [CI] and each variant's paired difference [CI]; no best-of-N."""
+    lines = [
+        "",
+        "## Published definitions (continuation, for comparison with the published table)",
+        "",
+        "psnr_clip = PSNR of one MSE over all continuation frames (video level); ssim_skimage "
+        "= SSIM with scikit-image's defaults (7x7 uniform window); tc_psnr = temporal "
+        "consistency, mean PSNR between consecutive generated frames (higher = smoother, "
+        "not closer to the truth: no direction). One sample per video and method: no "
+        "best-of-N selection. Means [95% CI]; for variants, the paired difference to "
+        f"{config.baseline} [CI] below.",
+        "",
+    ]
+    header = ["method", *PUBLISHED_METRICS]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cont_summary = summary[summary["segment"] == SEGMENT_CONTINUATION]
+    cont_paired = paired[paired["segment"] == SEGMENT_CONTINUATION] if len(paired) else paired
+    for method in config.methods:
+        cells = [method]
+        for metric in PUBLISHED_METRICS:
+            row = cont_summary[
+                (cont_summary["method"] == method) & (cont_summary["metric"] == metric)
+            ]
+            r = row.iloc[0] if len(row) else None
+            cells.append(
+                "n/a"
+                if r is None
+                else f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    for method in config.variants:
+        cells = [f"{method} - {config.baseline}"]
+        for metric in PUBLISHED_METRICS:
+            sel = cont_paired[(cont_paired["method"] == method) & (cont_paired["metric"] == metric)]
+            r = sel.iloc[0] if len(sel) else None
+            cells.append(
+                "n/a"
+                if r is None
+                else f"{_fmt(r['mean_diff'], 4)} [{_fmt(r['ci_low'], 4)}, {_fmt(r['ci_high'], 4)}]"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
