@@ -1,7 +1,8 @@
 """The manifest: one CSV row per selected video with its caption and probe status.
 
 Columns (:data:`MANIFEST_COLUMNS`): ``video_id, class_name, class_index, caption, split,
-subset, group, clip, source_path, num_frames, fps, width, height, status, reason``.
+subset, group, clip, source_path, num_frames, fps, width, height, status, reason, role``
+(``role``: ``test`` or ``validation``, see :data:`ROLES`).
 ``num_frames`` is the source frame count; ``status`` is one of
 :data:`sora_tta.data.probe.STATUSES`. A bad video never stops the run: it becomes a row
 with its status and reason.
@@ -24,11 +25,18 @@ from sora_tta.io import atomic_path
 
 MANIFEST_COLUMNS = (
     "video_id", "class_name", "class_index", "caption", "split", "subset", "group", "clip",
-    "source_path", "num_frames", "fps", "width", "height", "status", "reason",
+    "source_path", "num_frames", "fps", "width", "height", "status", "reason", "role",
 )  # fmt: skip
+#: Which selection a row belongs to: the study's test videos, or the validation videos that
+#: exploration runs on (never sharing a UCF-101 group with the test videos).
+ROLE_TEST = "test"
+ROLE_VALIDATION = "validation"
+ROLES = (ROLE_TEST, ROLE_VALIDATION)
 _INT_COLUMNS = ("class_index", "split", "group", "clip")
 _OPTIONAL_INT_COLUMNS = ("num_frames", "width", "height")
-_STR_COLUMNS = ("video_id", "class_name", "caption", "subset", "source_path", "status", "reason")
+_STR_COLUMNS = (
+    "video_id", "class_name", "caption", "subset", "source_path", "status", "reason", "role",
+)  # fmt: skip
 
 
 class ManifestError(ValueError):
@@ -46,7 +54,12 @@ class ProbeSettings:
 
 
 def manifest_row(
-    entry: VideoEntry, probe: ProbeResult, caption: str, split: int, subset: str
+    entry: VideoEntry,
+    probe: ProbeResult,
+    caption: str,
+    split: int,
+    subset: str,
+    role: str = ROLE_TEST,
 ) -> dict[str, object]:
     """One manifest row from a split entry and its probe result."""
     return {
@@ -65,6 +78,7 @@ def manifest_row(
         "height": probe.height,
         "status": probe.status,
         "reason": probe.reason,
+        "role": role,
     }
 
 
@@ -75,8 +89,10 @@ def build_manifest(
     split: int,
     subset: str,
     settings: ProbeSettings = ProbeSettings(),
+    role: str = ROLE_TEST,
 ) -> pd.DataFrame:
-    """Probe every entry under ``ucf_root`` (``settings.jobs`` threads) and build the table."""
+    """Probe every entry under ``ucf_root`` (``settings.jobs`` threads) and build the table
+    (every row with ``role``)."""
     entries = list(entries)
     paths = [os.path.join(ucf_root, entry.relpath) for entry in entries]
 
@@ -89,7 +105,9 @@ def build_manifest(
     else:
         probes = [probe(path) for path in paths]
     rows = [
-        manifest_row(entry, result, captioner(entry.class_name, entry.video_id), split, subset)
+        manifest_row(
+            entry, result, captioner(entry.class_name, entry.video_id), split, subset, role
+        )
         for entry, result in zip(entries, probes, strict=True)
     ]
     return _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
@@ -151,6 +169,9 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     unknown = sorted(set(frame["status"]) - set(STATUSES))
     if unknown:
         raise ManifestError(f"{path}: unknown status {unknown}; expected one of {list(STATUSES)}")
+    unknown = sorted(set(frame["role"]) - set(ROLES))
+    if unknown:
+        raise ManifestError(f"{path}: unknown role {unknown}; expected one of {list(ROLES)}")
     incomplete = (frame["status"] == "ok") & frame[
         ["num_frames", "fps", "width", "height"]
     ].isna().any(axis=1)
