@@ -104,3 +104,49 @@ def test_resolve_variant_by_name_or_id() -> None:
     assert resolve_variant("r16-mixed-3c4d", methods) == "r16-mixed-3c4d"
     with pytest.raises(VariantError, match="matches 0"):
         resolve_variant("r8", methods)
+
+
+def test_headline_on_test_exploration_on_validation(
+    tmp_path: Path, fake_record, write_fake
+) -> None:
+    """Baseline and final variant on test and validation, the exploratory variant on
+    validation only: the headline tables hold test videos of the final variant, the
+    validation tables every variant, untested."""
+    roles = {f"t{i:02d}": "test" for i in range(12)} | {f"v{i:02d}": "validation" for i in range(4)}
+    for i, (video, role) in enumerate(roles.items()):
+        write_fake(tmp_path / "m", fake_record(video, "baseline", "Archery", _values(20.0 + i)))
+        write_fake(
+            tmp_path / "m", fake_record(video, "FINAL-abc", "Archery", _values(21.0 + i * 1.01))
+        )
+        if role == "validation":
+            write_fake(tmp_path / "m", fake_record(video, "EXPL-def", "Archery", _values(22.0 + i)))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "video_id,class_name,status,role\n"
+        + "".join(f"{v},Archery,ok,{r}\n" for v, r in roles.items())
+        + "broken,Archery,missing,validation\n"
+    )
+    stats = StatisticsConfig(final_variants=("FINAL",))
+    config = AggregateConfig(
+        ("baseline", "FINAL-abc", "EXPL-def"), bootstrap=BootstrapConfig(300), statistics=stats
+    )
+    paths = run_aggregate(tmp_path / "m", tmp_path / "agg", config, manifest=manifest)
+    paired = pd.read_csv(paths["paired.csv"])
+    psnr = paired[(paired.metric == "psnr") & (paired.segment == "continuation")].iloc[0]
+    assert set(paired.method) == {"FINAL-abc"} and psnr.n == 12 and bool(psnr.primary)
+    long = pd.read_csv(paths["long.csv"])
+    assert set(long.video) == {v for v, r in roles.items() if r == "test"}
+    val = pd.read_csv(paths["validation_paired.csv"])
+    assert set(val.method) == {"FINAL-abc", "EXPL-def"} and set(val.verdict) == {NOT_TESTED}
+    assert val[(val.method == "EXPL-def") & (val.metric == "psnr")].iloc[0].mean_diff == 2.0
+    text = paths["summary.md"].read_text()
+    headline = "**Headline**: the final variant(s) FINAL-abc vs baseline on the test selection"
+    assert f"{headline} (12 videos)" in text
+    assert "**Exploratory**: every variant on the validation selection (4 videos" in text
+    assert "| EXPL-def | psnr | 4 | 2.0000 [" in text
+
+
+def test_without_validation_the_validation_tables_are_empty(results: Path) -> None:
+    _run(results, StatisticsConfig())
+    val = pd.read_csv(results / "agg" / "validation_paired.csv")
+    assert val.empty and "in_family" in val.columns

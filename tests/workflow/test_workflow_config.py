@@ -91,6 +91,13 @@ def mutate(path: str, value):
         ("sampling.guidance", "high", "sampling.guidance: 'high' is not of type 'number'"),
         ("selection.split", 4, "selection.split: 4 is not one of [1, 2, 3]"),
         ("selection.per_class", 2, "selection: per_class and total are exclusive"),
+        (
+            "selection.validation",
+            {"per_class": 2, "total": 5},
+            "selection.validation: per_class and total are exclusive",
+        ),
+        ("selection.validation", {"subset": "dev"}, "selection.validation.subset: 'dev'"),
+        ("statistics.alpha", 1.5, "statistics.alpha: 1.5 is greater than or equal"),
         ("selection.expected_size", "320", "selection.expected_size: '320' does not match"),
         ("evaluation.lpips_backbone", "vgg", "evaluation.lpips_backbone: 'vgg' is not one of"),
         ("data.ucf_root", KeyError, "data.ucf_root: required (or set data.synthetic"),
@@ -149,8 +156,12 @@ def test_paths_and_manifest_options():
     assert wc.split_list_files(real) == [
         "data/ucfTrainTestlist/classInd.txt",
         "data/ucfTrainTestlist/testlist01.txt",
+        "data/ucfTrainTestlist/trainlist01.txt",  # the validation selection's candidates
     ]
-    assert wc.manifest_options(real) == "--total 100 --max-per-group 1"
+    assert wc.manifest_options(real) == (
+        "--total 100 --max-per-group 1 --validation-subset train --validation-total 50"
+        " --validation-max-per-group 1"
+    )
     real["selection"]["caption_overrides"] = "my captions.yaml"
     assert "--caption-overrides 'my captions.yaml'" in wc.manifest_options(real)
     ckpt = wc.checkpoint_paths(real)
@@ -187,11 +198,12 @@ def test_preflight_lists_everything_missing_in_one_message(tmp_path):
     lpips = str(tmp_path / "torch/hub/checkpoints/alexnet-owt-7be5be79.pth")
     missing = wc.missing_requirements(wc.required_files(config, lpips_path=lambda: lpips))
     message = wc.preflight_message(missing, "config/config.yaml")
-    assert message.startswith("preflight: 12 required file(s) missing for config/config.yaml")
+    assert message.startswith("preflight: 13 required file(s) missing for config/config.yaml")
     for needle in (
         "UCF-101 video folder",
         "splits/classInd.txt",
         "splits/testlist01.txt",
+        "splits/trainlist01.txt",
         "ckpts/Open_Sora_v2.safetensors",
         "ckpts/hunyuan_vae.safetensors",
         "T5 text encoder weights",
@@ -208,7 +220,7 @@ def test_preflight_passes_when_everything_exists(tmp_path):
     make_checkpoint_tree(tmp_path / "ckpts")
     (tmp_path / "UCF-101").mkdir()
     (tmp_path / "splits").mkdir()
-    for name in ("classInd.txt", "testlist01.txt"):
+    for name in ("classInd.txt", "testlist01.txt", "trainlist01.txt"):
         (tmp_path / "splits" / name).write_text("")
     lpips = tmp_path / "alexnet.pth"
     lpips.write_bytes(b"x")

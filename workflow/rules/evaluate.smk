@@ -48,6 +48,8 @@ rule aggregate:
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
         per_type=f"{AGGREGATE_DIR}/per_type.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
+        validation_summary=f"{AGGREGATE_DIR}/validation_summary.csv",
+        validation_paired=f"{AGGREGATE_DIR}/validation_paired.csv",
         long=report(
             f"{AGGREGATE_DIR}/long.csv",
             caption="../report/long.rst",

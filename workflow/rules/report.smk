@@ -10,6 +10,7 @@ TABLE_PAGES = {
     "paired": "Each variant vs the baseline (paired)",
     "per_class": "Mean metrics per class",
     "per_type": "Final variants vs the baseline per UCF-101 action type (paired)",
+    "validation_paired": "Exploratory: every variant vs the baseline on the validation videos",
     "cost": "Cost per method",
     "methods": "Methods and their parameters",
     "manifest": "Manifest: selected videos and their status",
@@ -23,6 +24,7 @@ rule report_pages:
         paired=f"{AGGREGATE_DIR}/paired.csv",
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
         per_type=f"{AGGREGATE_DIR}/per_type.csv",
+        validation_paired=f"{AGGREGATE_DIR}/validation_paired.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
         methods=f"{RESULTS}/methods/methods.tsv",
         manifest=MANIFEST,
@@ -51,6 +53,12 @@ rule report_pages:
             caption="../report/per_type.rst",
             category="Tables",
             labels={"table": "per action type"},
+        ),
+        validation_paired=report(
+            f"{REPORT_DIR}/validation_paired.html",
+            caption="../report/validation_paired.rst",
+            category="Tables",
+            labels={"table": "exploratory (validation)"},
         ),
         cost=report(
             f"{REPORT_DIR}/cost.html",

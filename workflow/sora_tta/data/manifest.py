@@ -11,7 +11,7 @@ with its status and reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,23 @@ _OPTIONAL_INT_COLUMNS = ("num_frames", "width", "height")
 _STR_COLUMNS = (
     "video_id", "class_name", "caption", "subset", "source_path", "status", "reason", "role",
 )  # fmt: skip
+
+
+def method_runs_on(
+    method: str, final: Sequence[str], has_validation: bool, baseline: str = "baseline"
+) -> tuple[str, ...]:
+    """The manifest roles whose videos ``method`` is generated and evaluated for.
+
+    The baseline and the final variants run on every selected video (test and validation:
+    exploration compares with them on validation); exploratory variants run on the
+    validation videos only, so choosing among them never looks at a test video. Without a
+    validation selection every method runs on the test videos.
+    """
+    if not has_validation:
+        return (ROLE_TEST,)
+    if method == baseline or method in final:
+        return (ROLE_TEST, ROLE_VALIDATION)
+    return (ROLE_VALIDATION,)
 
 
 class ManifestError(ValueError):
@@ -137,8 +154,9 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and validate a manifest CSV; ``ManifestError`` names the file and the problem.
 
-    Checks: every column of :data:`MANIFEST_COLUMNS` present, integer columns integral,
-    statuses known, ``video_id`` unique. Empty cells of strings read as ``""``, of
+    Checks: every column of :data:`MANIFEST_COLUMNS` present (a manifest without ``role``
+    is all test), integer columns integral, statuses and roles known, ``video_id`` unique.
+    Empty cells of strings read as ``""``, of
     ``num_frames``/``width``/``height`` as ``<NA>`` (nullable ``Int64``), of ``fps`` as NaN.
     """
     path = Path(path)
@@ -148,6 +166,8 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not a readable CSV ({err})") from err
+    if "role" not in frame.columns:  # written before validation selections existed
+        frame["role"] = ROLE_TEST
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ManifestError(f"{path}: missing columns {missing}")

@@ -13,9 +13,11 @@ from sora_tta.evaluation.definitions import (
     SEGMENT_CONTINUATION,
 )
 from sora_tta.evaluation.report_family import (
+    design_markdown,
     family_markdown,
     per_type_markdown,
     primary_markdown,
+    validation_markdown,
 )
 from sora_tta.evaluation.tables import (
     AggregateConfig,
@@ -42,11 +44,13 @@ def summary_markdown(
     config: AggregateConfig,
     expected_videos: int | None = None,
     per_type: pd.DataFrame | None = None,
+    validation: tuple[pd.DataFrame, int, tuple[str, ...]] | None = None,
 ) -> str:
     """Human-readable answer to "does adaptation help, and where" from the tables.
 
     ``paired`` is the paired table after :func:`sora_tta.evaluation.family.apply_family`
-    (verdicts judged by Holm-adjusted p-values of the declared family)."""
+    (verdicts judged by Holm-adjusted p-values of the declared family). ``validation`` is
+    ``(paired table on the validation videos, their number, every variant)``."""
     b = config.bootstrap
     lines = ["# Test-time adaptation: evaluation summary", ""]
     lines.append(
@@ -57,6 +61,8 @@ def summary_markdown(
         "declared family. PSNR is the mean of per-frame PSNR. Definitions: docs/metrics.md."
     )
     lines += primary_markdown(paired, config.statistics, config.baseline)
+    if validation is not None:
+        lines += design_markdown(config, *validation[1:], expected_videos)
     lines.append("")
     counts = per_video(long).groupby("method")["video"].nunique()
     count_text = ", ".join(f"{m}: {int(counts.get(m, 0))}" for m in config.methods)
@@ -94,6 +100,8 @@ def summary_markdown(
     lines += family_markdown(paired, config.statistics)
     if per_type is not None:
         lines += per_type_markdown(per_type, config.statistics)
+    if validation is not None and validation[1]:
+        lines += validation_markdown(validation[0], config.baseline)
     lines += _cost_markdown(cost)
     return "\n".join(lines) + "\n"
 

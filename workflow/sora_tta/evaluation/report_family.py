@@ -7,8 +7,10 @@ import math
 
 import pandas as pd
 
-from sora_tta.evaluation.family import NOT_TESTED, primary_row
+from sora_tta.evaluation.definitions import PRIMARY_METRICS, SEGMENT_CONTINUATION
+from sora_tta.evaluation.family import NOT_TESTED, family_variants, primary_row
 from sora_tta.evaluation.stats import StatisticsConfig
+from sora_tta.evaluation.tables import AggregateConfig
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -91,5 +93,63 @@ def per_type_markdown(per_type: pd.DataFrame, stats: StatisticsConfig) -> list[s
             f"| {r['method']} | {r['segment']} {r['metric']} | {r['action_type']} | "
             f"{int(r['n_classes'])} | {int(r['n'])} | {_effect(r)} | "
             f"{_fmt(r['p_wilcoxon'], 4)} | {_fmt(r['p_holm'], 4)} | {why} |"
+        )
+    return lines
+
+
+def design_markdown(
+    config: AggregateConfig,
+    n_validation: int,
+    all_variants: tuple[str, ...],
+    n_test: int | None,
+) -> list[str]:
+    """Which results are the headline (final variants on test) and which exploratory."""
+    final = family_variants(config.statistics, config.variants)
+    exploratory = [v for v in all_variants if v not in final]
+    test = "the test selection" + (f" ({n_test} videos)" if n_test is not None else "")
+    lines = [
+        "",
+        "## Headline and exploratory results",
+        "",
+        f"**Headline**: the final variant(s) {', '.join(final) or '(none)'} vs "
+        f"{config.baseline} on {test}; every table above and below is on these videos "
+        "unless it says otherwise.",
+    ]
+    if n_validation:
+        lines.append(
+            f"**Exploratory**: every variant on the validation selection ({n_validation} "
+            "videos, UCF-101 groups disjoint from the test list), where variants were "
+            f"explored and chosen; effects only, no verdicts. Exploratory variants "
+            f"({', '.join(exploratory) or 'none'}) never ran on a test video."
+        )
+    else:
+        lines.append(
+            "No validation selection is configured: variants other than the final ones ran "
+            "on the test videos and are reported as exploratory (not tested)."
+        )
+    return lines
+
+
+def validation_markdown(val_paired: pd.DataFrame, baseline: str) -> list[str]:
+    """Every variant vs the baseline on the validation videos: effects, raw p, no verdict."""
+    lines = [
+        "",
+        f"## Exploratory: every variant vs {baseline} on the validation selection",
+        "",
+        "Effect [95% CI] and raw Wilcoxon p of the headline metrics (continuation); these "
+        "comparisons chose the final variants and are not tested.",
+        "",
+    ]
+    header = ["method", "metric", "n", "mean diff [CI]", "p raw"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cont = (
+        val_paired[val_paired["segment"] == SEGMENT_CONTINUATION] if len(val_paired) else val_paired
+    )
+    for _, r in cont.iterrows():
+        if r["metric"] not in PRIMARY_METRICS:
+            continue
+        lines.append(
+            f"| {r['method']} | {r['metric']} | {int(r['n'])} | {_effect(r)} | "
+            f"{_fmt(r['p_wilcoxon'], 4)} |"
         )
     return lines

@@ -204,6 +204,22 @@ def read_manifest_classes(path: str | os.PathLike[str]) -> dict[str, str]:
     return dict(zip(table[video_col], table[class_col].fillna(""), strict=True))
 
 
+def read_manifest_roles(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Map each usable video id to its role (``test``/``validation``; ``test`` when the
+    manifest has no ``role`` column)."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise AggregateError(f"{path}: cannot read manifest ({err})") from err
+    video_col = next((c for c in ("video", "video_id", "id") if c in table.columns), None)
+    if video_col is None:
+        raise AggregateError(f"{path}: manifest needs a video column")
+    if "status" in table.columns and (table["status"] == "ok").any():
+        table = table[table["status"] == "ok"]
+    roles = table["role"] if "role" in table.columns else pd.Series("test", index=table.index)
+    return dict(zip(table[video_col], roles.replace("", "test"), strict=True))
+
+
 def per_video(long: pd.DataFrame) -> pd.DataFrame:
     """The aggregate rows of the long table (one value per video, method, segment, metric)."""
     return long[long["frame"].isna()].drop(columns="frame").reset_index(drop=True)
