@@ -65,6 +65,7 @@ def test_holm_over_the_declared_family_only(results: Path) -> None:
     assert "EXPL-def" in set(outside.method)  # exploratory: reported, never tested
     text = tables["summary.md"]
     assert "## Primary endpoint" in text and "Holm-adjusted over a family of 5 tests" in text
+    assert "Declared: psnr on the continuation, FINAL-abc - baseline." in text
     assert "| FINAL-abc | continuation | psnr (primary) | 15 |" in text
 
 

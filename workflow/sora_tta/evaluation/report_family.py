@@ -30,9 +30,10 @@ def primary_markdown(paired: pd.DataFrame, stats: StatisticsConfig, baseline: st
     """The declared primary endpoint: effect with CI first, then raw and Holm p, verdict."""
     lines = ["", "## Primary endpoint", ""]
     row = primary_row(paired)
+    variant = row["method"] if row is not None else stats.primary_variant
     declared = (
         f"{stats.primary_metric} on the {stats.primary_segment}, "
-        f"variant {stats.primary_variant or '(first final variant)'} - {baseline}"
+        f"{variant or 'the first final variant'} - {baseline}"
     )
     if row is None:
         return [*lines, f"Declared: {declared}. No paired data for it: no verdict."]
