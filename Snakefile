@@ -56,9 +56,5 @@ rule preflight:
         log_path("preflight"),
     benchmark:
         benchmark_path("preflight")
-    threads: rule_threads("preflight")
-    resources:
-        mem_mb=rule_mem_mb("preflight"),
-        runtime=rule_runtime("preflight"),
     run:
         print(preflight_report(log[0]))

@@ -21,7 +21,7 @@ def load(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
 def test_shipped_configs_are_valid(name):
-    assert wc.config_problems(load(name), SCHEMA, wc.DEFAULT_RULE_RESOURCES) == []
+    assert wc.config_problems(load(name), SCHEMA) == []
 
 
 def test_real_config_carries_the_study_settings():
@@ -32,9 +32,7 @@ def test_real_config_carries_the_study_settings():
     assert (adapt["rank"], adapt["alpha"], adapt["lr"]) == (16, 32.0, 2e-4)
     assert (adapt["steps"], adapt["warmup_steps"]) == (100, 5)
     assert config["evaluation"]["lpips_backbone"] == "alexnet"
-    assert config["resources"]["gpu"] == 1
     assert load("demo.yaml")["evaluation"]["lpips_backbone"] == "random"
-    assert load("demo.yaml")["resources"]["gpu"] == 0
 
 
 def test_schema_defaults_match_adapt_config():
@@ -94,20 +92,14 @@ def mutate(path: str, value):
         ("selection.expected_size", "320", "selection.expected_size: '320' does not match"),
         ("evaluation.lpips_backbone", "vgg", "evaluation.lpips_backbone: 'vgg' is not one of"),
         ("data.ucf_root", KeyError, "data.ucf_root: required (or set data.synthetic"),
-        ("resources.gpu", -1, "resources.gpu: -1 is less than the minimum of 0"),
-        ("resources.rules.generate_tta", {"runtime": 0}, "resources.rules.generate_tta.runtime"),
-        (
-            "resources.rules.generate",
-            {"runtime": 5},
-            "resources.rules: unknown rule(s) ['generate']",
-        ),
+        ("resources", {"gpu": 1}, "resources: per-rule threads, memory, runtime and GPUs"),
         ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: alpha, betas"),
         ("samplng", {}, "(top level): unknown key(s) 'samplng'"),
         ("variants.grids", {"g": {"fixed": {}}}, "variants.grids.g: 'axes' is a required property"),
     ],
 )
 def test_every_invalid_value_gets_a_clear_message(path, value, expected):
-    problems = wc.config_problems(mutate(path, value), SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    problems = wc.config_problems(mutate(path, value), SCHEMA)
     assert any(expected in p for p in problems), problems
 
 
@@ -132,12 +124,21 @@ def test_synthetic_data_excludes_explicit_paths():
     ]
 
 
-def test_rule_resources_merge_defaults_and_overrides():
-    config = {"resources": {"rules": {"generate_tta": {"runtime": 240}}}}
-    tta = wc.rule_resources(config, "generate_tta")
-    assert tta.runtime == 240
-    assert tta.mem_mb == wc.DEFAULT_RULE_RESOURCES["generate_tta"].mem_mb
-    assert wc.rule_resources({}, "evaluate") == wc.DEFAULT_RULE_RESOURCES["evaluate"]
+def test_workflow_profile_is_the_one_place_of_resources():
+    """Every rule that becomes a cluster job has its resources in profiles/default; GPU
+    rules ask for one GPU; retries make the runtime grow with the attempt."""
+    profile = yaml.safe_load(wc.WORKFLOW_PROFILE.read_text())
+    resources = wc.profile_resources()
+    assert set(profile["set-threads"]) == set(resources)
+    gpu = ["encode_prompts", "generate_baseline", "generate_tta", "smoke_generate"]
+    assert wc.gpu_rules() == gpu
+    assert resources["generate_tta"] == wc.RuleResources(8, 96000, 180, 1)
+    assert all(str(v["runtime"]).endswith("* attempt") for v in profile["set-resources"].values())
+    assert profile["keep-going"] and profile["rerun-incomplete"] and profile["retries"] >= 1
+    for name in ("config.yaml", "demo.yaml"):
+        assert "resources" not in load(name)
+    with pytest.raises(ValueError, match="unsupported resource expression"):
+        wc._first_attempt("input.size_mb * 2")
 
 
 def test_paths_and_manifest_options():
@@ -260,14 +261,6 @@ def test_check_smoke_clips(tmp_path):
     assert "good.mkv: shape [5, 16, 32, 3], expected [9, 16, 32, 3]" in text
     assert "flat.mkv: every pixel has the same value" in text
     assert "none.mkv" in text
-
-
-def test_runtime_grows_with_the_attempt():
-    runtime = wc.runtime_per_attempt(45)
-    assert [runtime({}, attempt) for attempt in (1, 2, 3)] == [45, 90, 135]
-    import inspect
-
-    assert list(inspect.signature(runtime).parameters) == ["wildcards", "attempt"]
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ SCHEMA = wc.load_schema(workflow.source_path(SCHEMA_FILE))
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "built-in defaults"
 
 try:
-    wc.check_config(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES, source=CONFIG_SOURCE)
+    wc.check_config(config, SCHEMA, source=CONFIG_SOURCE)
 except wc.ConfigError as err:
     raise WorkflowError(str(err))
 validate(config, SCHEMA_FILE)  # fills in the schema defaults
@@ -60,7 +60,6 @@ CONDA_ENV = "../../envs/sora-tta.yaml"
 
 DATA = wc.data_paths(config)
 CKPT = wc.checkpoint_paths(config)
-GPU = config["resources"]["gpu"]
 
 # ---------------------------------------------------------------- result layout
 RESULTS = "results"
@@ -139,18 +138,8 @@ def cached_signature(func):
     return func
 
 
-# ---------------------------------------------------------------- resources
-def rule_threads(rule):
-    return wc.rule_resources(config, rule).threads
-
-
-def rule_mem_mb(rule):
-    return wc.rule_resources(config, rule).mem_mb
-
-
-def rule_runtime(rule):
-    """Runtime in minutes that grows with the attempt (retries get more time)."""
-    return wc.runtime_per_attempt(wc.rule_resources(config, rule).runtime)
+# Threads, memory, runtime, GPUs and retries of every rule: profiles/default/config.yaml
+# (the workflow profile Snakemake loads by itself), the one place they are defined.
 
 
 def log_path(rule, pattern=None):

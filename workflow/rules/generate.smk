@@ -23,10 +23,6 @@ rule method_config:
         log_path("method_config", "{method}"),
     benchmark:
         benchmark_path("method_config", "{method}")
-    threads: rule_threads("method_config")
-    resources:
-        mem_mb=rule_mem_mb("method_config"),
-        runtime=rule_runtime("method_config"),
     params:
         settings=lambda wildcards: method_settings(wildcards.method),
     run:
@@ -42,10 +38,6 @@ rule methods_table:
         log_path("methods_table"),
     benchmark:
         benchmark_path("methods_table")
-    threads: rule_threads("methods_table")
-    resources:
-        mem_mb=rule_mem_mb("methods_table"),
-        runtime=rule_runtime("methods_table"),
     params:
         rows=wc.methods_rows(VARIANTS),
     run:
@@ -73,11 +65,6 @@ checkpoint encode_prompts:
         benchmark_path("encode_prompts")
     conda:
         CONDA_ENV
-    threads: rule_threads("encode_prompts")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("encode_prompts"),
-        runtime=rule_runtime("encode_prompts"),
     params:
         ckpt=lambda wildcards, input: input.t5[: -len(wc.T5_DIR) - 1],
         out_dir=lambda wildcards, output: os.path.dirname(output.negative),
@@ -107,11 +94,6 @@ rule generate_baseline:
         benchmark_path("generate_baseline", "{video}")
     conda:
         CONDA_ENV
-    threads: rule_threads("generate_baseline")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("generate_baseline"),
-        runtime=rule_runtime("generate_baseline"),
     params:
         options=wc.generate_options(config),
     shell:
@@ -141,11 +123,6 @@ rule generate_tta:
         benchmark_path("generate_tta", "{variant}/{video}")
     conda:
         CONDA_ENV
-    threads: rule_threads("generate_tta")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("generate_tta"),
-        runtime=rule_runtime("generate_tta"),
     params:
         options=wc.generate_options(config, tta=True),
     shell:

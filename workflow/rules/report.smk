@@ -15,6 +15,10 @@ TABLE_PAGES = {
 }
 
 
+localrules:
+    report_pages,
+
+
 rule report_pages:
     """HTML renderings of the tables and of the GIF strip, for snakemake --report."""
     input:
@@ -73,10 +77,6 @@ rule report_pages:
         log_path("report_pages"),
     benchmark:
         benchmark_path("report_pages")
-    threads: rule_threads("report_pages")
-    resources:
-        mem_mb=rule_mem_mb("report_pages"),
-        runtime=rule_runtime("report_pages"),
     params:
         titles=TABLE_PAGES,
     run:

@@ -5,14 +5,14 @@ Everything here is pure Python without torch, so the workflow can import it whil
 
 - :func:`config_problems` lists every invalid value of a configuration (JSON schema plus
   the cross-field rules a schema cannot express), one readable line each;
-- :func:`rule_resources` gives the threads / memory / runtime of a rule;
+- :func:`profile_resources` reads each rule's threads / memory / runtime / GPUs from the
+  workflow profile (``profiles/default/config.yaml``, their one definition);
 - :func:`required_files` and :func:`missing_requirements` are the preflight check: every
   checkpoint, tokenizer, data and metric-weight file the configuration needs.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import shlex
@@ -42,39 +42,6 @@ HF_WEIGHT_FILES = (
 #: Tokenizer files: a fast tokenizer.json, or the slow tokenizer's own files.
 T5_TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
 CLIP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
-
-#: Rules whose jobs use a GPU (``resources.gpu`` GPUs each).
-GPU_RULES = ("encode_prompts", "generate_baseline", "generate_tta", "smoke_generate")
-
-
-@dataclass(frozen=True)
-class RuleResources:
-    """Cluster resources of one rule; ``runtime`` (minutes) is that of the first attempt."""
-
-    threads: int
-    mem_mb: int
-    runtime: int
-
-
-#: Built-in resources of every rule (the full-size study); ``resources.rules`` overrides.
-DEFAULT_RULE_RESOURCES: dict[str, RuleResources] = {
-    "make_synthetic_ucf101": RuleResources(1, 2000, 15),
-    "make_tiny_checkpoints": RuleResources(1, 4000, 15),
-    "manifest": RuleResources(4, 4000, 60),
-    "preprocess": RuleResources(1, 2000, 10),
-    "encode_prompts": RuleResources(4, 64000, 60),
-    "method_config": RuleResources(1, 500, 5),
-    "methods_table": RuleResources(1, 500, 5),
-    "preflight": RuleResources(1, 1000, 5),
-    "generate_baseline": RuleResources(8, 64000, 60),
-    "generate_tta": RuleResources(8, 96000, 180),
-    "evaluate": RuleResources(4, 8000, 60),  # one (method, class): ~40 videos
-    "aggregate": RuleResources(2, 16000, 60),
-    "plot": RuleResources(2, 8000, 30),
-    "smoke_generate": RuleResources(4, 64000, 30),
-    "smoke": RuleResources(1, 2000, 10),
-    "report_pages": RuleResources(1, 4000, 10),
-}
 
 
 class ConfigError(ValueError):
@@ -122,9 +89,7 @@ def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def semantic_problems(
-    config: Mapping[str, Any], rule_names: Iterable[str] | None = None
-) -> list[str]:
+def semantic_problems(config: Mapping[str, Any]) -> list[str]:
     """Cross-field rules the schema cannot express (values of the wrong type are skipped:
     the schema reports those)."""
     problems = []
@@ -158,13 +123,11 @@ def semantic_problems(
         problems.append(f"smoke.cond_frames ({cond}) must be below smoke.frames ({total})")
     adapt = _section(config, "adapt")
     problems += [f"adapt: {p}" for p in adapt_cross_field_problems(adapt)]
-    if rule_names is not None:
-        known = set(rule_names)
-        unknown = sorted(set(_section(_section(config, "resources"), "rules")) - known)
-        if unknown:
-            problems.append(
-                f"resources.rules: unknown rule(s) {unknown}; valid: {', '.join(sorted(known))}"
-            )
+    if "resources" in config:
+        problems.append(
+            "resources: per-rule threads, memory, runtime and GPUs are set in the workflow "
+            "profile profiles/default/config.yaml (set-threads, set-resources), not here"
+        )
     return problems
 
 
@@ -183,23 +146,18 @@ def adapt_cross_field_problems(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def config_problems(
-    config: Mapping[str, Any],
-    schema: Mapping[str, Any],
-    rule_names: Iterable[str] | None = None,
-) -> list[str]:
+def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """All problems of a configuration: schema violations first, then cross-field rules."""
-    return schema_problems(config, schema) + semantic_problems(config, rule_names)
+    return schema_problems(config, schema) + semantic_problems(config)
 
 
 def check_config(
     config: Mapping[str, Any],
     schema: Mapping[str, Any],
-    rule_names: Iterable[str] | None = None,
     source: str = "config",
 ) -> None:
     """Raise :class:`ConfigError` listing every problem of ``config`` (none: return)."""
-    problems = config_problems(config, schema, rule_names)
+    problems = config_problems(config, schema)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"invalid configuration ({source}), {len(problems)} problem(s):\n{lines}")
@@ -225,26 +183,49 @@ def adapt_param_kinds(schema: Mapping[str, Any]) -> dict[str, str]:
     return {key: prop["type"] for key, prop in schema["properties"]["adapt"]["properties"].items()}
 
 
-def runtime_per_attempt(minutes: int) -> Callable[..., int]:
-    """The ``runtime`` resource of a rule: attempt N (a retry) gets N x ``minutes``."""
-
-    def runtime(wildcards: Any, attempt: int) -> int:
-        return minutes * attempt
-
-    # Snakemake inspects resource functions for every job; a stored signature is free.
-    runtime.__signature__ = inspect.signature(runtime)  # type: ignore[attr-defined]
-    return runtime
+#: The workflow profile Snakemake loads by itself (``profiles/default/``).
+WORKFLOW_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "default" / "config.yaml"
 
 
-def rule_resources(config: Mapping[str, Any], rule: str) -> RuleResources:
-    """Resources of ``rule``: the built-in defaults with ``resources.rules[rule]`` on top."""
-    base = DEFAULT_RULE_RESOURCES[rule]
-    override = _section(_section(config, "resources"), "rules").get(rule) or {}
-    return RuleResources(
-        threads=int(override.get("threads", base.threads)),
-        mem_mb=int(override.get("mem_mb", base.mem_mb)),
-        runtime=int(override.get("runtime", base.runtime)),
-    )
+@dataclass(frozen=True)
+class RuleResources:
+    """What one job of a rule asks for; ``runtime`` (minutes) is that of the first attempt."""
+
+    threads: int
+    mem_mb: int
+    runtime: int
+    gpu: int = 0
+
+
+def _first_attempt(value: Any) -> int:
+    """An int, or a profile expression in ``attempt`` (``"60 * attempt"``) at attempt 1."""
+    if isinstance(value, int):
+        return value
+    if not re.fullmatch(r"\s*\d+(\s*\*\s*attempt)?\s*", str(value)):
+        raise ValueError(f"unsupported resource expression {value!r}")
+    return int(str(value).split("*")[0])
+
+
+def profile_resources(path: str | os.PathLike[str] = WORKFLOW_PROFILE) -> dict[str, RuleResources]:
+    """Per-rule resources of the workflow profile (``set-threads`` and ``set-resources``)."""
+    with open(path) as handle:
+        profile = yaml.safe_load(handle)
+    threads = profile.get("set-threads", {})
+    resources = profile.get("set-resources", {})
+    return {
+        rule: RuleResources(
+            threads=int(threads.get(rule, 1)),
+            mem_mb=_first_attempt(values["mem_mb"]),
+            runtime=_first_attempt(values["runtime"]),
+            gpu=int(values.get("gpu", 0)),
+        )
+        for rule, values in resources.items()
+    }
+
+
+def gpu_rules(path: str | os.PathLike[str] = WORKFLOW_PROFILE) -> list[str]:
+    """Rules whose jobs ask for a GPU in the workflow profile."""
+    return sorted(rule for rule, res in profile_resources(path).items() if res.gpu > 0)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,12 @@ import argparse
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sora_tta.cli import CommandError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +236,11 @@ def _run_manifest(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     except ValueError as err:
         raise CommandError(f"{args.splits_dir}: {err}") from err
+    check_class_folders(args.ucf_root, list(classes))
     min_frames = args.min_frames or args.start_frame + args.num_frames
     settings = ProbeSettings(min_frames, args.expected_size, args.decode_check, args.jobs)
     frame = build_manifest(chosen, args.ucf_root, captioner, args.split, args.subset, settings)
+    check_usable(frame, args.ucf_root)
     try:
         write_manifest(frame, args.out)
     except OSError as err:
@@ -247,6 +253,35 @@ def _run_manifest(args: argparse.Namespace) -> int:
         ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
     )
     return 0
+
+
+def check_class_folders(ucf_root: Path, classes: list[str]) -> None:
+    """Fail with a hint when ``ucf_root`` holds none of the class folders of classInd.txt
+    (typically ``data.ucf_root`` one folder too high or too low)."""
+    if any((ucf_root / name).is_dir() for name in classes):
+        return
+    example = ucf_root / classes[0]
+    nested = [p for p in sorted(ucf_root.iterdir()) if p.is_dir() and (p / classes[0]).is_dir()]
+    hint = f"; did you mean --ucf-root {nested[0]}?" if nested else ""
+    raise CommandError(
+        f"{ucf_root}: none of the {len(classes)} class folders of classInd.txt is here "
+        f"(expected e.g. {example}/); set data.ucf_root to the folder that holds the class "
+        f"folders (the extracted UCF-101/){hint}"
+    )
+
+
+def check_usable(frame: pd.DataFrame, ucf_root: Path) -> None:
+    """Fail, before any prompt or generation job, when no selected video is usable."""
+    if (frame["status"] == "ok").any():
+        return
+    counts = frame["status"].value_counts().to_dict()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no rows"
+    first = frame.iloc[0] if len(frame) else None
+    example = f"; first: {first['source_path']} ({first['reason']})" if first is not None else ""
+    raise CommandError(
+        f"{ucf_root}: no selected video is usable ({summary}){example}; "
+        f"expected the videos as {ucf_root}/<Class>/v_<Class>_gNN_cMM.avi"
+    )
 
 
 def _register_preprocess(subparsers: argparse._SubParsersAction) -> None:
