@@ -1,8 +1,9 @@
-"""``sora-tta`` subcommands about the workflow itself: slurm-profile (and status)."""
+"""``sora-tta`` subcommands about the workflow itself: slurm-profile and status."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 from sora_tta.cli import CommandError
@@ -12,6 +13,7 @@ from sora_tta.data.commands import positive_int
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the workflow subcommands to the ``sora-tta`` parser."""
     _register_slurm_profile(subparsers)
+    _register_status(subparsers)
 
 
 def _register_slurm_profile(subparsers: argparse._SubParsersAction) -> None:
@@ -81,4 +83,82 @@ def _run_slurm_profile(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     print("now run, from the repository root: snakemake --profile slurm")
+    return 0
+
+
+def _register_status(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="per method: done / failed / pending / excluded videos; rerun chosen videos",
+        description=(
+            "Read the manifest, the generations, the job logs and Snakemake's metadata of a "
+            "workflow directory; print per method how many videos are done, failed (with the "
+            "last error line of the log and the SLURM job id), pending or excluded by the "
+            "manifest (with the reason); write the same per video to results/status.tsv. "
+            "With --rerun, print the snakemake command that regenerates the chosen videos for "
+            "every method and everything downstream (evaluation, aggregate, figures, report "
+            "pages), finished or deleted ones included; --run runs it. Options after -- are "
+            "passed to snakemake (give the ones you run the workflow with, e.g. -- --profile "
+            "slurm)."
+        ),
+    )
+    p.add_argument(
+        "--directory",
+        "-d",
+        type=Path,
+        default=Path("."),
+        help="workflow directory, the one holding results/ (default: current directory)",
+    )
+    p.add_argument(
+        "--tsv", type=Path, help="where to write the table (default: results/status.tsv)"
+    )
+    p.add_argument(
+        "--rerun",
+        nargs="+",
+        metavar="FAILED|VIDEO|CLASS",
+        help="videos to regenerate: FAILED (every video with a failed method), video ids, "
+        "class names",
+    )
+    p.add_argument(
+        "--run", action="store_true", help="run the rerun command instead of printing it"
+    )
+    p.add_argument(
+        "snakemake_args",
+        nargs=argparse.REMAINDER,
+        help="after --: options for snakemake in the rerun command",
+    )
+    p.set_defaults(func=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from sora_tta import status as st
+
+    extra = list(args.snakemake_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    if args.run and not args.rerun:
+        raise CommandError("--run needs --rerun (which videos to regenerate)")
+    try:
+        statuses = st.collect(args.directory)
+    except (st.StatusError, OSError) as err:
+        raise CommandError(str(err)) from err
+    tsv = args.tsv or args.directory / st.STATUS_TSV
+    try:
+        st.write_tsv(statuses, tsv)
+    except OSError as err:
+        raise CommandError(f"{tsv}: cannot write ({err.strerror or err})") from err
+    print(st.summary(statuses))
+    print(f"\nper video: {tsv}")
+    if not args.rerun:
+        return 0
+    try:
+        videos = st.select_videos(statuses, args.rerun)
+        methods = list(dict.fromkeys(s.method for s in statuses))
+        command = st.rerun_command(args.directory, methods, videos, extra)
+    except st.StatusError as err:
+        raise CommandError(str(err)) from err
+    print(f"\nregenerate {len(videos)} video(s) ({', '.join(videos)}) and what depends on them:")
+    print(st.format_command(command))
+    if args.run:
+        return subprocess.run(command, check=False).returncode
     return 0
