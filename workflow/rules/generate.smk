@@ -100,9 +100,13 @@ rule generate_baseline:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.video})"
-        " {params.options} > {log} 2>&1"
+        " {params.options} 2>&1 | tee {log} >&2"
 
 
+# Both generation rules copy their progress lines (adaptation steps, sampling, decoding) into
+# the rule log and onto the job's standard error (the SLURM log): `tee`; Snakemake's shell
+# runs with pipefail, so a failure still fails the job.
+#
 # The variant's folder name carries the hash of its parameters. An interrupted run (exit 75,
 # or a killed job rerun with --rerun-incomplete) resumes from the state under
 # <out-dir>/resume/, which Snakemake does not delete.
@@ -129,4 +133,4 @@ rule generate_tta:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.video})"
-        " {params.options} > {log} 2>&1"
+        " {params.options} 2>&1 | tee {log} >&2"

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from sora_tta.cli import CommandError
-from sora_tta.data.commands import positive_int
+from sora_tta.cli_options import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

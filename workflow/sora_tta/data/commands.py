@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sora_tta.cli import CommandError
+from sora_tta.cli_options import non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,44 +17,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def multiple_of_16(text: str) -> int:
     """argparse type: a positive multiple of 16 (the VAE x patch stride)."""
     value = positive_int(text)
     if value % 16:
         raise argparse.ArgumentTypeError(f"{value} is not a multiple of 16")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
     return value
 
 

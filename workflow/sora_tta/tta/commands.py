@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sora_tta.cli import CommandError
+from sora_tta.cli_options import positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,16 @@ def register(subparsers: Any) -> None:
     gen.add_argument(
         "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
     )
-    gen.add_argument("--no-progress", action="store_true", help="no progress bars")
+    gen.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (drawn only on a terminal)"
+    )
+    gen.add_argument(
+        "--progress-every",
+        type=positive_int,
+        default=10,
+        help="adaptation steps between two progress lines (step, loss, lr, s/step, ETA; "
+        "default 10)",
+    )
     gen.set_defaults(func=generate_command)
 
     enc = subparsers.add_parser(
@@ -119,6 +129,7 @@ def generate_command(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=not args.no_progress,
+        progress_every=args.progress_every,
     )
     try:
         with preemption_signals() as stop:
