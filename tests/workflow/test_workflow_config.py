@@ -313,3 +313,35 @@ def validate_with_defaults(config: dict) -> None:
     from snakemake.utils import validate
 
     validate(config, str(wc.SCHEMA_PATH))
+
+
+def test_command_line_values_take_the_schema_types():
+    """Snakemake hands nested --config values (and booleans) over as text."""
+    config = load("demo.yaml")
+    config["preflight"] = "false"
+    config["adapt"]["steps"] = "8"
+    config["adapt"]["lr"] = "1e-3"
+    config["variants"]["named"]["r4-continue"] = {"rank": "2"}
+    overrides = {
+        "preflight": "false",
+        "adapt": {"steps": "8", "lr": "1e-3"},
+        "variants": {"named": {"r4-continue": {"rank": "2"}}},
+    }
+    assert wc.coerce_overrides(config, overrides, SCHEMA) == []
+    assert config["preflight"] is False
+    assert (config["adapt"]["steps"], config["adapt"]["lr"]) == (8, 1e-3)
+    assert config["variants"]["named"]["r4-continue"] == {"rank": 2}
+    assert wc.config_problems(config, SCHEMA) == []
+    config["preflight"] = "checkpoints"
+    assert wc.coerce_overrides(config, {"preflight": "checkpoints"}, SCHEMA) == []
+    assert config["preflight"] == "checkpoints"
+
+
+def test_command_line_errors_name_the_command_line():
+    config = load("demo.yaml")
+    config["adapt"]["steps"] = "eight"
+    problems = wc.coerce_overrides(config, {"adapt": {"steps": "eight"}}, SCHEMA)
+    assert problems == ["adapt.steps: 'eight' is not an integer (--config on the command line)"]
+    assert wc.format_overrides({"adapt": {"steps": 8}, "preflight": False}) == (
+        "adapt.steps=8, preflight=False"
+    )

@@ -35,6 +35,19 @@ if shutil.which("sora-tta") is None:
 SCHEMA_FILE = "../schemas/config.schema.yaml"
 SCHEMA = wc.load_schema(workflow.source_path(SCHEMA_FILE))
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "built-in defaults"
+# --config values: Snakemake passes nested ones (and booleans) as text; the schema's types
+# apply, and any message names the command line as a source.
+COMMAND_LINE_CONFIG = workflow.config_settings.config or {}
+if COMMAND_LINE_CONFIG:
+    CONFIG_SOURCE += (
+        f" + {wc.COMMAND_LINE} ({wc.format_overrides(COMMAND_LINE_CONFIG)})"
+    )
+_coercion_problems = wc.coerce_overrides(config, COMMAND_LINE_CONFIG, SCHEMA)
+if _coercion_problems:
+    raise WorkflowError(
+        f"invalid configuration ({CONFIG_SOURCE}):\n"
+        + "\n".join(f"  - {p}" for p in _coercion_problems)
+    )
 
 try:
     wc.check_config(config, SCHEMA, source=CONFIG_SOURCE)

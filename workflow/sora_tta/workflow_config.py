@@ -163,6 +163,85 @@ def check_config(
         raise ConfigError(f"invalid configuration ({source}), {len(problems)} problem(s):\n{lines}")
 
 
+COMMAND_LINE = "--config on the command line"
+
+
+def format_overrides(overrides: Mapping[str, Any], prefix: str = "") -> str:
+    """``--config`` values as ``key.sub=value`` items, for messages."""
+    items = []
+    for key, value in overrides.items():
+        where = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            items.append(format_overrides(value, f"{where}."))
+        else:
+            items.append(f"{where}={value}")
+    return ", ".join(items)
+
+
+def _subschema(schema: Mapping[str, Any], root: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """The schema of ``key`` inside an object schema (properties, then additionalProperties)."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    props = schema.get("properties", {})
+    if key in props:
+        return props[key]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def _coerce(text: str, schema: Mapping[str, Any]) -> Any:
+    """``text`` as the schema's type (Snakemake hands nested --config values over as text)."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    enum = schema.get("enum", [])
+    lowered = text.strip().lower()
+    if lowered in ("true", "false") and ("boolean" in types or any(e is True for e in enum)):
+        return lowered == "true"
+    if lowered in ("null", "none", "~") and "null" in types:
+        return None
+    if "integer" in types:
+        try:
+            return int(text)
+        except ValueError:
+            if "number" not in types and "string" not in types:
+                raise ValueError(f"{text!r} is not an integer") from None
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            if "string" not in types:
+                raise ValueError(f"{text!r} is not a number") from None
+    return text
+
+
+def coerce_overrides(
+    config: dict[str, Any],
+    overrides: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    _node: Mapping[str, Any] | None = None,
+    _where: str = "",
+) -> list[str]:
+    """Convert, in ``config``, the text values given with ``--config`` to the schema's types
+    (``steps=8`` inside a map arrives as ``'8'``, ``preflight=false`` as ``'false'``).
+    Variant parameters (``variants.named.<name>.<param>``) take the ``adapt`` types.
+    Returns one problem per value that does not convert, naming the command line."""
+    node = schema if _node is None else _node
+    problems = []
+    for key, value in overrides.items():
+        where = f"{_where}.{key}" if _where else str(key)
+        sub = _subschema(node, schema, str(key))
+        if where.startswith("variants.named.") and where.count(".") == 2:
+            sub = schema["properties"]["adapt"]
+        if isinstance(value, Mapping) and isinstance(config.get(key), dict):
+            problems += coerce_overrides(config[key], value, schema, sub, where)
+        elif isinstance(value, str) and key in config:
+            try:
+                config[key] = _coerce(value, sub)
+            except ValueError as err:
+                problems.append(f"{where}: {err} ({COMMAND_LINE})")
+    return problems
+
+
 def adapt_param_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], list[str]]:
     """Validator of one full adaptation parameter set against the schema's ``adapt`` section."""
     section = schema["properties"]["adapt"]
