@@ -345,3 +345,17 @@ def test_command_line_errors_name_the_command_line():
     assert wc.format_overrides({"adapt": {"steps": 8}, "preflight": False}) == (
         "adapt.steps=8, preflight=False"
     )
+
+
+def test_no_rule_has_a_conda_directive_and_the_env_file_installs_this_repository():
+    """Jobs run in the environment that runs Snakemake; envs/sora-tta.yaml creates that
+    environment from the repository root ("-e .." is resolved from the file's folder)."""
+    rules = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for path in rules:
+        assert "conda:" not in path.read_text(), path
+    env = yaml.safe_load((REPO / "envs" / "sora-tta.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    editable = next(item for item in pip if item.startswith("-e "))
+    target = (REPO / "envs" / editable.split()[1]).resolve()
+    assert (target / "pyproject.toml").exists() and target == REPO
+    assert "graphviz" in env["dependencies"]

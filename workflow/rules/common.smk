@@ -68,8 +68,9 @@ VARIANT_BY_ID = {variant.method_id: variant for variant in VARIANTS}
 METHODS = variant_lib.method_ids(VARIANTS)
 BASELINE = variant_lib.BASELINE
 
-# Software of the shell rules under --sdm conda (plain runs use the current environment).
-CONDA_ENV = "../../envs/sora-tta.yaml"
+# Jobs run in the environment that runs Snakemake (checked above: sora-tta on PATH). There
+# are no per-rule conda environments: the package would have to be installed into each
+# from this repository, which --sdm conda cannot do from its own cache folder.
 
 DATA = wc.data_paths(config)
 CKPT = wc.checkpoint_paths(config)

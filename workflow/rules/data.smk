@@ -10,8 +10,6 @@ if DATA.synthetic_out:
             log_path("make_synthetic_ucf101"),
         benchmark:
             benchmark_path("make_synthetic_ucf101")
-        conda:
-            CONDA_ENV
         params:
             classes=config["data"]["synthetic"]["classes"],
             per_class=config["data"]["synthetic"]["per_class"],
@@ -38,8 +36,6 @@ if config["checkpoints"].get("tiny") is not None:
             log_path("make_tiny_checkpoints"),
         benchmark:
             benchmark_path("make_tiny_checkpoints")
-        conda:
-            CONDA_ENV
         params:
             root=lambda wildcards, output: os.path.dirname(output.mmdit),
             seed=config["checkpoints"]["tiny"]["seed"],
@@ -57,8 +53,6 @@ checkpoint manifest:
         log_path("manifest"),
     benchmark:
         benchmark_path("manifest")
-    conda:
-        CONDA_ENV
     params:
         ucf_root=DATA.ucf_root,
         splits_dir=DATA.splits_dir,
@@ -94,8 +88,6 @@ rule preprocess:
         log_path("preprocess", "{video}"),
     benchmark:
         benchmark_path("preprocess", "{video}")
-    conda:
-        CONDA_ENV
     params:
         options=wc.preprocess_options(config),
     shell:

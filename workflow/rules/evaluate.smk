@@ -18,8 +18,6 @@ rule evaluate:
         log_path("evaluate", "{method}/{class_name}"),
     benchmark:
         benchmark_path("evaluate", "{method}/{class_name}")
-    conda:
-        CONDA_ENV
     params:
         videos=class_video_ids,
         options=wc.evaluate_options(config),
@@ -52,8 +50,6 @@ rule aggregate:
         log_path("aggregate"),
     benchmark:
         benchmark_path("aggregate")
-    conda:
-        CONDA_ENV
     params:
         methods=",".join(METHODS),
         baseline=BASELINE,
@@ -115,8 +111,6 @@ rule plot:
         log_path("plot"),
     benchmark:
         benchmark_path("plot")
-    conda:
-        CONDA_ENV
     params:
         aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
         generations_dir=f"{RESULTS}/generations",

@@ -63,8 +63,6 @@ checkpoint encode_prompts:
         log_path("encode_prompts"),
     benchmark:
         benchmark_path("encode_prompts")
-    conda:
-        CONDA_ENV
     params:
         ckpt=lambda wildcards, input: input.t5[: -len(wc.T5_DIR) - 1],
         out_dir=lambda wildcards, output: os.path.dirname(output.negative),
@@ -92,8 +90,6 @@ rule generate_baseline:
         log_path("generate_baseline", "{video}"),
     benchmark:
         benchmark_path("generate_baseline", "{video}")
-    conda:
-        CONDA_ENV
     params:
         options=wc.generate_options(config),
     shell:
@@ -125,8 +121,6 @@ rule generate_tta:
         log_path("generate_tta", "{variant}/{video}"),
     benchmark:
         benchmark_path("generate_tta", "{variant}/{video}")
-    conda:
-        CONDA_ENV
     params:
         options=wc.generate_options(config, tta=True),
     shell:

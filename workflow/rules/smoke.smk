@@ -26,8 +26,6 @@ rule smoke_generate:
         log_path("smoke_generate", "run{smoke_run}"),
     benchmark:
         benchmark_path("smoke_generate", "run{smoke_run}")
-    conda:
-        CONDA_ENV
     params:
         ckpt=lambda wildcards, input: os.path.dirname(input.mmdit),
         frames=config["smoke"]["frames"],
