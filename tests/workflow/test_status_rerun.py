@@ -86,7 +86,7 @@ def test_status_and_rerun_of_a_failed_and_a_deleted_video(demo_copy: Path) -> No
     assert f"regenerate 2 video(s) ({broken}, {deleted})" in printed.stdout
     assert "--forcerun" in printed.stdout
     before = time.time()
-    rerun = status(demo_copy, *args, "--run")
+    rerun = status(demo_copy, "--run", *args)
     assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
 
     for method in methods:
