@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sora_tta import cli_options as opts
 from sora_tta.cli import CommandError
 from sora_tta.cli_options import positive_int
 
@@ -48,16 +49,26 @@ def register(subparsers: Any) -> None:
     gen.add_argument(
         "--method", help="method id (default: the one of --method-json, else 'baseline')"
     )
-    gen.add_argument("--prompt-embedding", type=Path, required=True, metavar="P.safetensors")
-    gen.add_argument("--negative-embedding", type=Path, required=True, metavar="N.safetensors")
-    gen.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
-    gen.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    gen.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
-    gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
-    gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     gen.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
+        "--prompt-embedding",
+        type=Path,
+        required=True,
+        metavar="P.safetensors",
+        help="prompt embedding of the video (sora-tta encode-prompts)",
     )
+    gen.add_argument(
+        "--negative-embedding",
+        type=Path,
+        required=True,
+        metavar="N.safetensors",
+        help="embedding of the negative prompt",
+    )
+    opts.add_checkpoint_dir(gen)
+    opts.add_out_dir(gen, "folder of video.mkv, meta.json, loss.csv")
+    opts.add_seed(gen, "global seed")
+    gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
+    opts.add_device(gen)
+    opts.add_dtype(gen)
     gen.add_argument(
         "--no-progress", action="store_true", help="no progress bars (drawn only on a terminal)"
     )
@@ -77,13 +88,21 @@ def register(subparsers: Any) -> None:
         "the empty negative prompt into {prompt_id}.safetensors / negative.safetensors. "
         "Existing files are kept.",
     )
-    enc.add_argument("--manifest", type=Path, required=True, metavar="CSV")
-    enc.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
-    enc.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    enc.add_argument("--fps", type=int, default=24, help="FPS in the prompt (default 24)")
-    enc.add_argument("--motion-score", type=int, default=4, help="motion score (default 4)")
-    enc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    enc.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32")
+    enc.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        metavar="CSV",
+        help="manifest (results/manifest.csv)",
+    )
+    opts.add_checkpoint_dir(enc)
+    opts.add_out_dir(enc, "folder of the prompt embeddings")
+    enc.add_argument("--fps", type=positive_int, default=24, help="FPS in the prompt (default 24)")
+    enc.add_argument(
+        "--motion-score", type=positive_int, default=4, help="motion score (default 4)"
+    )
+    opts.add_device(enc)
+    opts.add_dtype(enc)
     enc.set_defaults(func=encode_prompts_command)
 
 
