@@ -64,7 +64,8 @@ lint: $(STAMP)
 rulegraph: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --quiet all $(DEMO)
 	$(BIN)/snakemake --rulegraph $(DEMO) > docs/rulegraph.dot
-	dot -Tsvg docs/rulegraph.dot -o docs/rulegraph.svg
+	dot -Tsvg -Glabelloc=b -Glabel="rule graph of config/demo.yaml (make rulegraph)" \
+	    docs/rulegraph.dot -o docs/rulegraph.svg
 
 clean:
 	rm -rf results .snakemake

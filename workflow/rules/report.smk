@@ -79,6 +79,7 @@ rule report_pages:
         benchmark_path("report_pages")
     params:
         titles=TABLE_PAGES,
+        random_lpips=config["evaluation"]["lpips_backbone"] == "random",
     run:
-        wc.write_report_pages(input, output, params.titles)
+        wc.write_report_pages(input, output, params.titles, params.random_lpips)
         write_text_atomic(log[0], "\n".join(output) + "\n")

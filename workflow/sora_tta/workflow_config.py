@@ -635,16 +635,42 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def table_page(path: str | os.PathLike[str], title: str, float_format: str = "{:.4g}") -> str:
-    """A CSV or TSV table rendered as a self-contained HTML page for the report."""
+#: How a random-backbone LPIPS is labelled wherever it is shown (tables and figures).
+RANDOM_LPIPS_LABEL = "lpips (RANDOM backbone: pipeline test, not comparable)"
+
+
+def table_page(
+    path: str | os.PathLike[str],
+    title: str,
+    float_format: str = "{:.4g}",
+    random_lpips: bool = False,
+) -> str:
+    """A CSV or TSV table rendered as a self-contained HTML page for the report.
+
+    LPIPS rows computed with the random backbone (their ``lpips_backbone`` says so, or
+    ``random_lpips`` for tables without that column) are relabelled, with a warning above."""
     import pandas as pd
 
     sep = "\t" if str(path).endswith(".tsv") else ","
     table = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+    warning = ""
+    if "metric" in table.columns:
+        is_lpips = table["metric"].astype(str) == "lpips"
+        if "lpips_backbone" in table.columns:
+            is_lpips &= table["lpips_backbone"].astype(str).str.contains("random")
+        elif not random_lpips:
+            is_lpips &= False
+        if is_lpips.any():
+            table.loc[is_lpips, "metric"] = RANDOM_LPIPS_LABEL
+            warning = (
+                "<p><strong>Warning:</strong> LPIPS in this table was computed with a seeded "
+                "RANDOM AlexNet trunk (lpips_backbone: random); it tests the pipeline and is not "
+                "comparable with published LPIPS.</p>"
+            )
     body = table.to_html(
         index=False, na_rep="", border=0, float_format=float_format.format, escape=True
     )
-    return html_page(title, body)
+    return html_page(title, warning + body)
 
 
 def image_page(path: str | os.PathLike[str], title: str) -> str:
@@ -678,13 +704,18 @@ def run_smoke_check(
 
 
 def write_report_pages(
-    inputs: Mapping[str, str], outputs: Mapping[str, str], titles: Mapping[str, str]
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    titles: Mapping[str, str],
+    random_lpips: bool = False,
 ) -> None:
-    """Render each table input named in ``titles`` and the ``strip`` image as report pages."""
+    """Render each table input named in ``titles`` and the ``strip`` image as report pages
+    (``random_lpips``: the run's LPIPS backbone is the random one, see :func:`table_page`)."""
     from sora_tta.io import write_text_atomic
 
     for name, title in titles.items():
-        write_text_atomic(outputs[name], table_page(inputs[name], title))
+        page = table_page(inputs[name], title, random_lpips=random_lpips)
+        write_text_atomic(outputs[name], page)
     write_text_atomic(outputs["strip"], image_page(inputs["strip"], "Example continuations"))
 
 
