@@ -359,3 +359,17 @@ def test_no_rule_has_a_conda_directive_and_the_env_file_installs_this_repository
     target = (REPO / "envs" / editable.split()[1]).resolve()
     assert (target / "pyproject.toml").exists() and target == REPO
     assert "graphviz" in env["dependencies"]
+
+
+def test_table_pages_label_random_lpips(tmp_path):
+    table = tmp_path / "summary.csv"
+    table.write_text(
+        "method,metric,lpips_backbone,mean\nbaseline,lpips,random,0.5\nbaseline,psnr,random,20\n"
+    )
+    page = wc.table_page(table, "Summary")
+    assert wc.RANDOM_LPIPS_LABEL in page and "RANDOM AlexNet trunk" in page
+    assert page.count(wc.RANDOM_LPIPS_LABEL) == 1  # the psnr row keeps its name
+    plain = tmp_path / "per_class.csv"
+    plain.write_text("method,metric,mean_diff\nvar,lpips,0.1\n")
+    assert wc.RANDOM_LPIPS_LABEL not in wc.table_page(plain, "Per class")
+    assert wc.RANDOM_LPIPS_LABEL in wc.table_page(plain, "Per class", random_lpips=True)
