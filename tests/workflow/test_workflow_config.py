@@ -373,3 +373,17 @@ def test_table_pages_label_random_lpips(tmp_path):
     plain.write_text("method,metric,mean_diff\nvar,lpips,0.1\n")
     assert wc.RANDOM_LPIPS_LABEL not in wc.table_page(plain, "Per class")
     assert wc.RANDOM_LPIPS_LABEL in wc.table_page(plain, "Per class", random_lpips=True)
+
+
+def test_only_the_conda_lint_is_accepted():
+    text = """Lints for rule evaluate (line 8, workflow/rules/evaluate.smk):
+    * Specify a conda environment or container for each rule.:
+      This way, the used software for each specific step is documented.
+
+Lints for snakefile workflow/rules/common.smk:
+    * Mixed rules and functions in same snakefile.:
+      Small one-liner functions used only once should be defined as lambda
+"""
+    assert wc.unexpected_lints(text) == [
+        "snakefile workflow/rules/common.smk: Mixed rules and functions in same snakefile."
+    ]

@@ -69,8 +69,8 @@ METHODS = variant_lib.method_ids(VARIANTS)
 BASELINE = variant_lib.BASELINE
 
 # Jobs run in the environment that runs Snakemake (checked above: sora-tta on PATH). There
-# are no per-rule conda environments: the package would have to be installed into each
-# from this repository, which --sdm conda cannot do from its own cache folder.
+# are no conda environments per rule (the package would have to be installed into each
+# from this repository, which --sdm conda cannot do from its own cache folder).
 
 DATA = wc.data_paths(config)
 CKPT = wc.checkpoint_paths(config)
@@ -152,8 +152,8 @@ def cached_signature(func):
     return func
 
 
-# Threads, memory, runtime, GPUs and retries of every rule: profiles/default/config.yaml
-# (the workflow profile Snakemake loads by itself), the one place they are defined.
+# Threads, memory, runtime, GPUs and retries of each job are set in the workflow profile
+# profiles/default/config.yaml (Snakemake loads it by itself), the one place they are defined.
 
 
 def log_path(rule, pattern=None):

@@ -727,6 +727,24 @@ def preflight_report(requirements: Iterable[Requirement], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: ``snakemake --lint`` advice this workflow does not take: the rules run in the environment
+#: that runs Snakemake (no per-rule conda environments, see workflow/rules/common.smk).
+ACCEPTED_LINTS = ("Specify a conda environment or container for each rule.",)
+
+
+def unexpected_lints(text: str, accepted: Iterable[str] = ACCEPTED_LINTS) -> list[str]:
+    """The lints of ``snakemake --lint`` output other than ``accepted``, as "where: lint"."""
+    found, where = [], ""
+    for line in text.splitlines():
+        if line.startswith("Lints for "):
+            where = line.removeprefix("Lints for ").rstrip(":")
+        elif line.startswith("    * ") and where:
+            title = line.removeprefix("    * ").rstrip(":")
+            if title not in accepted:
+                found.append(f"{where}: {title}")
+    return found
+
+
 def parse_job_counts(text: str) -> dict[str, int]:
     """The last 'Job stats' table of Snakemake output as {rule: count} ({} if none)."""
     counts: dict[str, int] = {}
