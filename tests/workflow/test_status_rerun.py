@@ -43,10 +43,13 @@ def test_status_and_rerun_of_a_failed_and_a_deleted_video(demo_copy: Path) -> No
     # a finished video deleted by hand: a plain run would leave it deleted
     for method in methods:
         shutil.rmtree(demo_copy / f"results/generations/{method}/{deleted}")
-    # a video whose generations fail (its clip unreadable, same time stamp)
+    # a video whose generations fail (its clip unreadable, same time stamp), in the state of a
+    # run that has not done it yet (nor its class's evaluations, nor the tables)
     for method in methods:
         shutil.rmtree(demo_copy / f"results/generations/{method}/{broken}")
         (demo_copy / f"results/metrics/{method}/{class_of(demo_copy, broken)}.json").unlink()
+    for folder in ("aggregate", "figures", "report"):
+        shutil.rmtree(demo_copy / "results" / folder)
     clip = demo_copy / f"results/clips/{broken}.mkv"
     good_bytes, stat = clip.read_bytes(), clip.stat()
     clip.write_bytes(b"not a video")
