@@ -5,11 +5,11 @@ metadata (``.snakemake/metadata``: finished jobs; ``.snakemake/incomplete``: job
 and did not finish) of a workflow directory and classifies every (method, video):
 
 - ``done``: the generated video and its ``meta.json`` exist and no job is marked incomplete;
-- ``failed``: an output is missing and the job's log exists (the detail is the last error
-  line of that log; the SLURM job id comes from ``.snakemake/slurm_logs`` when the job ran
-  there), or the job is marked incomplete (killed mid-way);
+- ``failed``: an output is missing and the job's log has an error line (the detail is the
+  last one; the SLURM job id comes from ``.snakemake/slurm_logs`` when the job ran there),
+  or the job is marked incomplete (killed mid-way);
 - ``pending``: no output and no log yet (never run), or the output was deleted after its job
-  finished (Snakemake's record of it is newer than its log);
+  finished (a record or a log without any error: Snakemake records failed jobs too);
 - ``excluded``: the manifest did not keep the video (status and reason of the manifest).
 
 :func:`rerun_command` builds the Snakemake command that regenerates chosen videos for every
@@ -142,15 +142,14 @@ def find_job_id(ids: dict[tuple[str, str], str], rule: str, method: str, video: 
     return ""
 
 
-def last_error_line(log: Path) -> str:
-    """The last line of a log that reads like an error (else its last non-empty line)."""
+def error_line(log: Path) -> str:
+    """The last line of a log that reads like an error ("" when there is none)."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
     except OSError as err:
         return f"log unreadable ({err.strerror or err})"
-    lines = [line for line in lines if line]
-    errors = [line for line in lines if _ERROR.search(line)]
-    return (errors or lines or ["(empty log)"])[-1][:300]
+    errors = [line for line in lines if line and _ERROR.search(line)]
+    return errors[-1][:300] if errors else ""
 
 
 def collect(workdir: Path) -> list[VideoStatus]:
@@ -178,12 +177,11 @@ def collect(workdir: Path) -> list[VideoStatus]:
                 state, detail = "failed", "incomplete: the job was killed before it finished"
             elif all((workdir / out).exists() for out in outputs):
                 state, detail = "done", ""
-            elif outputs[0] in finished and (
-                not log.exists() or log.stat().st_mtime <= finished[outputs[0]]
-            ):
+            elif log.exists() and error_line(log):
+                state, detail = "failed", error_line(log)
+            elif outputs[0] in finished or log.exists():
+                # Snakemake keeps a record of failed jobs too: the log tells them apart
                 state, detail = "pending", "finished once, output deleted since"
-            elif log.exists():
-                state, detail = "failed", last_error_line(log)
             else:
                 state, detail = "pending", ""
             shown_log = log_rel if log.exists() else ""
