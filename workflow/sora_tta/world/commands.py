@@ -31,6 +31,8 @@ def register(subparsers: Any) -> None:
     world.add_argument("--per-class", type=int, default=2, help="videos per class (default 2)")
     world.add_argument("--frames", type=int, default=80, help="frames per video (default 80)")
     world.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    world.add_argument("--width", type=int, default=320, help="frame width (default 320)")
+    world.add_argument("--height", type=int, default=240, help="frame height (default 240)")
     world.add_argument("--broken", action="store_true", help="add the broken cases")
     world.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     world.set_defaults(func=make_world_command)
@@ -45,7 +47,7 @@ def register(subparsers: Any) -> None:
     proxy.add_argument("--out", type=Path, required=True, metavar="DIR")
     proxy.add_argument("--minutes", type=float, default=30.0, help="time budget (default 30)")
     proxy.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    proxy.add_argument("--videos", type=int, default=160, help="training videos (default 160)")
+    proxy.add_argument("--videos", type=int, default=40, help="training videos (default 40)")
     proxy.add_argument("--vae-steps", type=int, help="step limit of the VAE stage")
     proxy.add_argument("--mmdit-steps", type=int, help="step limit of the MMDiT stage")
     proxy.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -63,6 +65,8 @@ def make_world_command(args: argparse.Namespace) -> int:
             per_class=args.per_class,
             frames=args.frames,
             seed=args.seed,
+            width=args.width,
+            height=args.height,
             broken=args.broken,
         )
         make_world(args.out, config, overwrite=args.overwrite)
