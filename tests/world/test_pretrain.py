@@ -63,9 +63,10 @@ def test_same_seed_and_steps_same_weights(trained: tuple[Path, dict], tmp_path: 
     again = pretrain_proxy(tmp_path / "again", TINY)
     assert again["sha256"] == description["sha256"]
     other = pretrain_proxy(tmp_path / "other", dataclasses.replace(TINY, seed=2))
-    assert other["sha256"]["Open_Sora_v2.safetensors"] != description["sha256"][
-        "Open_Sora_v2.safetensors"
-    ]
+    assert (
+        other["sha256"]["Open_Sora_v2.safetensors"]
+        != description["sha256"]["Open_Sora_v2.safetensors"]
+    )
 
 
 def test_conditions_are_encoded_from_their_own_frames() -> None:
