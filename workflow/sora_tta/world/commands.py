@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     proxy.add_argument("--out", type=Path, required=True, metavar="DIR")
     proxy.add_argument("--minutes", type=float, default=30.0, help="time budget (default 30)")
     proxy.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    proxy.add_argument("--videos", type=int, default=40, help="training videos (default 40)")
+    proxy.add_argument("--videos", type=int, help="training videos (default: PretrainConfig's)")
     proxy.add_argument("--vae-steps", type=int, help="step limit of the VAE stage")
     proxy.add_argument("--mmdit-steps", type=int, help="step limit of the MMDiT stage")
     proxy.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -86,12 +86,13 @@ def pretrain_proxy_command(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        given = {"videos": args.videos} if args.videos is not None else {}
         config = PretrainConfig(
             minutes=args.minutes,
             seed=args.seed,
-            videos=args.videos,
             vae_steps=args.vae_steps,
             mmdit_steps=args.mmdit_steps,
+            **given,
         )
     except ValueError as err:
         raise CommandError(str(err)) from err
