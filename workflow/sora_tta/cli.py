@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "sora_tta.data.commands",
     "sora_tta.tta.commands",
     "sora_tta.evaluation.commands",
+    "sora_tta.cluster.commands",
 )
 
 
