@@ -294,7 +294,7 @@ def plan_study(
         methods.append(
             method_cost(
                 variant.method_id, variant.params, sampling, figures, videos, compiled, missing
-            )  # fmt: skip
+            )
         )
     return StudyPlan(figures.kind, gpus, compiled, videos, source, methods, sorted(missing))
 
@@ -314,8 +314,7 @@ def format_plan(plan: StudyPlan, gpu_counts: list[int] | None = None) -> str:
         lines.append(f"{m.method:<32} {m.videos:>6} {terms} {m.per_video_s:8.1f} {gpu_h:8.2f}")
     lines.append(f"generation jobs: {plan.jobs}, GPU-hours: {plan.gpu_seconds / 3600:.2f}")
     for n in sorted(set(gpu_counts or []) | {plan.gpus}):
-        lines.append(f"wall-clock on {n} GPU{'s' if n > 1 else ''}: "
-                     f"{_hours(plan.wall_seconds(n))}")  # fmt: skip
+        lines.append(f"wall-clock on {n} GPU{'s' if n > 1 else ''}: {_hours(plan.wall_seconds(n))}")
     if plan.not_measured:
         lines.append("not measured on this kind (counted as 0 s): " + ", ".join(plan.not_measured))
     return "\n".join(lines)

@@ -162,8 +162,9 @@ def stage_checkpoints(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     size = sum(int(e["size"]) for e in entries) / 2**30
-    logger.info("staged %s (%.2f GiB) to %s in %.1f s", source, size, dest,
-                time.perf_counter() - begin)  # fmt: skip
+    logger.info(
+        "staged %s (%.2f GiB) to %s in %.1f s", source, size, dest, time.perf_counter() - begin
+    )
     return dest
 
 

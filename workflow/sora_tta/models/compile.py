@@ -65,8 +65,9 @@ def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def compiled_blocks(model: torch.nn.Module, backend: str | Callable[..., Any] = "inductor"
-                    ) -> Iterator[None]:  # fmt: skip
+def compiled_blocks(
+    model: torch.nn.Module, backend: str | Callable[..., Any] = "inductor"
+) -> Iterator[None]:
     """Compile every block of ``model`` in place for the duration of the context."""
     blocks = transformer_blocks(model)
     for block in blocks:
