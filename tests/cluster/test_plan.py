@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -149,3 +150,27 @@ def test_plan_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text("{not json")
     assert main(["plan", "--configfile", str(FULL), "--figures", str(bad)]) == 1
     assert str(bad) in capsys.readouterr().err
+
+
+def test_prediction_beside_measured_cost(tmp_path: Path, table) -> None:
+    config = load_config(FULL)
+    plan = plan_lib.plan_study(config, table["H200"], results_dir=tmp_path)
+    tta = plan.methods[1]
+    cost = pd.DataFrame(
+        [
+            {"method": tta.method, "quantity": "time_adapt_s", "mean": 40.0, "median": 39.0,
+             "n": 99},
+            {"method": tta.method, "quantity": "time_total_s", "mean": 60.0, "median": 59.0,
+             "n": 99},
+        ]
+    )  # fmt: skip
+    table_ = plan_lib.compare_with_cost(plan, cost)
+    row = table_[(table_.method == tta.method) & (table_.quantity == "time_adapt_s")].iloc[0]
+    assert row.predicted == pytest.approx(tta.seconds["adapt"])
+    assert (row.measured_mean, row.measured_median, row.n) == (40.0, 39.0, 99)
+    assert row.measured_over_predicted == pytest.approx(40.0 / tta.seconds["adapt"])
+    base = table_[(table_.method == "baseline") & (table_.quantity == "time_sample_s")].iloc[0]
+    assert base.n == 0 and np.isnan(base.measured_mean)  # nothing measured: no ratio
+    study = table_.iloc[-1]
+    assert study.method == "study" and study.n == 400
+    assert study.measured_mean == pytest.approx(60.0 * 100 / 3600)

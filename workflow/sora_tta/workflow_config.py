@@ -74,6 +74,7 @@ DEFAULT_RULE_RESOURCES: dict[str, RuleResources] = {
     "smoke_generate": RuleResources(4, 64000, 30),
     "smoke": RuleResources(1, 2000, 10),
     "report_pages": RuleResources(1, 4000, 10),
+    "cost_plan": RuleResources(1, 2000, 5),
 }
 
 

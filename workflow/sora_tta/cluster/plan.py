@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sora_tta.cluster.figures import (
     ADAPT_LATENT_FRAMES,
@@ -33,6 +33,9 @@ from sora_tta.cluster.figures import (
     StepFigures,
 )
 from sora_tta.models.compile import compile_enabled
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TERMS = ("start", "load", "encode", "adapt", "sample", "decode")
 
@@ -323,3 +326,85 @@ def format_plan(plan: StudyPlan, gpu_counts: list[int] | None = None) -> str:
 def _hours(seconds: float) -> str:
     hours = seconds / 3600
     return f"{hours:.2f} h" if hours >= 1 else f"{math.ceil(seconds / 60)} min"
+
+
+COMPARED_TERMS = ("load", "encode", "adapt", "sample", "decode", "total")
+COMPARISON_COLUMNS = [
+    "method", "quantity", "predicted", "measured_mean", "measured_median", "n",
+    "measured_over_predicted", "kind",
+]  # fmt: skip
+
+
+def compare_with_cost(plan: StudyPlan, cost: pd.DataFrame) -> pd.DataFrame:
+    """The plan beside the measured ``cost.csv``: seconds per video by term and method,
+    then the study's GPU-hours (``total``: the terms ``generate`` times, process start
+    excluded, as in ``meta.json``)."""
+    import pandas as pd
+
+    rows = []
+    measured_gpu_s = 0.0
+    for m in plan.methods:
+        sub = cost[cost["method"] == m.method].set_index("quantity")
+        for term in COMPARED_TERMS:
+            predicted = m.per_video_s - m.seconds["start"] if term == "total" else m.seconds[term]
+            quantity = f"time_{term}_s"
+            found = quantity in sub.index
+            mean = float(sub.at[quantity, "mean"]) if found else math.nan
+            if term == "total" and found:
+                measured_gpu_s += mean * m.videos
+            rows.append(
+                {
+                    "method": m.method,
+                    "quantity": quantity,
+                    "predicted": predicted,
+                    "measured_mean": mean,
+                    "measured_median": float(sub.at[quantity, "median"]) if found else math.nan,
+                    "n": int(sub.at[quantity, "n"]) if found else 0,
+                    "measured_over_predicted": mean / predicted
+                    if found and predicted
+                    else math.nan,
+                    "kind": plan.kind,
+                }
+            )
+    predicted_h = sum(m.videos * (m.per_video_s - m.seconds["start"]) for m in plan.methods) / 3600
+    measured_h = measured_gpu_s / 3600 if measured_gpu_s else math.nan
+    rows.append(
+        {
+            "method": "study",
+            "quantity": f"gpu_hours ({plan.jobs} jobs)",
+            "predicted": predicted_h,
+            "measured_mean": measured_h,
+            "measured_median": math.nan,
+            "n": plan.jobs,
+            "measured_over_predicted": measured_h / predicted_h if predicted_h else math.nan,
+            "kind": plan.kind,
+        }
+    )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def write_cost_vs_plan(
+    config: Mapping[str, Any],
+    cost_csv: str | os.PathLike[str],
+    out_json: str | os.PathLike[str],
+    out_csv: str | os.PathLike[str],
+    results_dir: str | os.PathLike[str] = "results",
+) -> StudyPlan:
+    """The workflow's plan (``plan.kind`` / ``plan.gpus`` of the config) as JSON, and its
+    comparison with the measured cost table as CSV."""
+    import pandas as pd
+
+    from sora_tta.cluster.figures import load_figures
+    from sora_tta.io import atomic_path, write_json_atomic
+
+    kind = config["plan"]["kind"]
+    table = load_figures()
+    if kind not in table:
+        raise PlanError(f"plan.kind: no figures for device kind {kind!r}; known: {sorted(table)}")
+    plan = plan_study(config, table[kind], gpus=int(config["plan"]["gpus"]),
+                      results_dir=results_dir)  # fmt: skip
+    write_json_atomic(Path(out_json), plan.to_dict())
+    comparison = compare_with_cost(plan, pd.read_csv(cost_csv))
+    with atomic_path(Path(out_csv)) as tmp:
+        comparison.to_csv(tmp, index=False)
+    return plan
