@@ -24,6 +24,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sora_tta.models.compile import compile_mode
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 #: Layout of a checkpoint folder (the real ``ckpts/`` and the tiny family alike).
@@ -540,6 +542,9 @@ def generate_options(config: Mapping[str, Any], tta: bool = False) -> str:
             "--dtype": generation.get("dtype", "auto"),
             "--save-adapter": tta and bool(generation.get("save_adapter")),
             "--no-progress": True,
+            "--compile": compile_mode(generation.get("compile", "auto")),
+            "--compile-cache-dir": generation.get("compile_cache_dir"),
+            "--stage-dir": generation.get("stage_dir"),
         }
     )
 

@@ -169,7 +169,15 @@ def stage_checkpoints(
 
 
 def staged_or_source(source: Path, stage_dir: str | None) -> Path:
-    """The staged copy of ``source`` when ``stage_dir`` is set, else ``source`` itself."""
+    """The staged copy of ``source`` when ``stage_dir`` is set, else ``source`` itself.
+
+    A failed copy (node-local disk full, unwritable) costs only the speed-up: the job loads
+    from ``source`` (a missing checkpoint then fails there, naming the file).
+    """
     if not stage_dir:
         return source
-    return stage_checkpoints(source, stage_dir)
+    try:
+        return stage_checkpoints(source, stage_dir)
+    except (StagingError, OSError) as err:
+        logger.warning("staging to %s failed, loading from %s: %s", stage_dir, source, err)
+        return source

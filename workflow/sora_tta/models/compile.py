@@ -20,9 +20,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where used: the workflow imports compile_mode at DAG time
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ def run_compiled(
     Returns the result and a record for ``meta.json``: mode, whether the compiled run was
     used, the compiled run's seconds (compilation included) and the fallback reason.
     """
+    import torch
+
     mode = compile_mode(mode)
     device_type = next(model.parameters()).device.type
     record: dict[str, Any] = {"mode": mode, "compiled": False, "fallback": None}
@@ -113,10 +116,10 @@ def run_compiled(
     except Exception as err:
         if not is_compile_error(err):
             raise
-        reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
         logger.warning("compiled sampling failed, running eager instead (%s)", reason)
         torch._dynamo.reset()
-        record["fallback"] = reason[:500]
+        record["fallback"] = reason
         return fn(), record
     record.update(compiled=True, compiled_seconds=time.perf_counter() - tick)
     return result, record

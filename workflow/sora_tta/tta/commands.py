@@ -58,6 +58,22 @@ def register(subparsers: Any) -> None:
         "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
     )
     gen.add_argument("--no-progress", action="store_true", help="no progress bars")
+    gen.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="regional torch.compile of the MMDiT blocks while sampling (auto: on CUDA only); "
+        "falls back to eager on a compile error",
+    )
+    gen.add_argument(
+        "--compile-cache-dir", metavar="DIR", help="persistent Inductor cache (env vars expanded)"
+    )
+    gen.add_argument(
+        "--stage-dir",
+        metavar="DIR",
+        help="copy the MMDiT and VAE checkpoints to this node-local folder once per node and "
+        "load them from there (env vars expanded); a failed copy falls back to --checkpoint-dir",
+    )
     gen.set_defaults(func=generate_command)
 
     enc = subparsers.add_parser(
@@ -97,20 +113,23 @@ def read_method(path: Path | None, method: str | None) -> Any:
 
 def generate_command(args: argparse.Namespace) -> int:
     """Run one video end to end (see :func:`sora_tta.tta.generate.generate`)."""
+    from sora_tta.cluster.staging import staged_or_source
     from sora_tta.data.video import VideoReadError
+    from sora_tta.models.compile import set_cache_dir
     from sora_tta.tta.checkpoint import preemption_signals
     from sora_tta.tta.generate import BASELINE, GenerateRequest, GenerationError, generate
 
     spec = read_method(args.method_json, args.method)
     if spec.adapt is None and spec.method != BASELINE:
         logger.warning("method %r has no adaptation settings: running the baseline", spec.method)
+    set_cache_dir(args.compile_cache_dir)
     request = GenerateRequest(
         clip=args.clip,
         video_id=args.video_id,
         method=spec.method,
         prompt_embedding=args.prompt_embedding,
         negative_embedding=args.negative_embedding,
-        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_dir=staged_or_source(args.checkpoint_dir, args.stage_dir),
         out_dir=args.out_dir,
         adapt=spec.adapt,
         sampling=spec.sampling,
@@ -119,6 +138,7 @@ def generate_command(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=not args.no_progress,
+        compile=args.compile,
     )
     try:
         with preemption_signals() as stop:

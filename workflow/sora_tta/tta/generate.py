@@ -39,6 +39,7 @@ from sora_tta.data.video import read_frames, write_lossless
 from sora_tta.devices import resolve_device, resolve_dtype
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
 from sora_tta.models import pipeline
+from sora_tta.models.compile import run_compiled
 from sora_tta.models.text import load_prompt_embedding
 from sora_tta.sampling import GuidanceConfig
 from sora_tta.tta import checkpoint as ckpt
@@ -173,6 +174,7 @@ class GenerateRequest:
     device: str = "auto"
     dtype: str = "auto"
     progress: bool = True
+    compile: str = "auto"  # regional torch.compile while sampling (sora_tta.models.compile)
 
     def config_hash(self) -> str:
         """Hash of everything that determines the generated video (not paths or devices)."""
@@ -357,7 +359,7 @@ def generate(
     if request.adapt is None:
         timings["adapt"] = 0.0
         latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
-                                            request, seeds["noise"])  # fmt: skip
+                                            request, seeds["noise"], meta)  # fmt: skip
     else:
         target = AdaptationTarget(
             x0=condition.masked_ref[:, :, : sampling.cond_latent_frames].to(device),
@@ -404,8 +406,9 @@ def generate(
                 # Adapters in the model dtype while sampling (float32 adapters on a bf16 base
                 # cost 20% per step, docs/performance.md); the float32 ones are saved below.
                 with lora.adapters_cast_to(bundle.mmdit, bundle.mmdit.dtype):
-                    latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg,
-                                                        y_neg, request, seeds["noise"])  # fmt: skip
+                    latent, timings["sample"] = _sample(bundle, condition, txt, y_vec,
+                                                        txt_neg, y_neg, request, seeds["noise"],
+                                                        meta)  # fmt: skip
                 if request.save_adapter and torch.isfinite(latent).all():
                     save_adapter(
                         out_dir / ADAPTER_FILE,
@@ -471,19 +474,25 @@ def _sample(
     y_neg: torch.Tensor,
     request: GenerateRequest,
     noise_seed: int,
+    meta: dict[str, Any],
 ) -> tuple[torch.Tensor, float]:
     tick = time.perf_counter()
-    latent = pipeline.sample_continuation(
-        bundle,
-        condition,
-        txt,
-        y_vec,
-        txt_neg,
-        y_neg,
-        request.sampling.guidance_config(),
-        seed=noise_seed,
-        progress=request.progress,
+    latent, compiled = run_compiled(
+        bundle.mmdit,
+        request.compile,
+        lambda: pipeline.sample_continuation(
+            bundle,
+            condition,
+            txt,
+            y_vec,
+            txt_neg,
+            y_neg,
+            request.sampling.guidance_config(),
+            seed=noise_seed,
+            progress=request.progress,
+        ),
     )
+    meta["compile"] = compiled
     if bundle.device.type == "cuda":
         torch.cuda.synchronize(bundle.device)
     return latent, time.perf_counter() - tick
