@@ -174,3 +174,15 @@ def test_prediction_beside_measured_cost(tmp_path: Path, table) -> None:
     study = table_.iloc[-1]
     assert study.method == "study" and study.n == 400
     assert study.measured_mean == pytest.approx(60.0 * 100 / 3600)
+
+
+def test_import_records_the_compile_warmup(tmp_path: Path) -> None:
+    report = json.loads((REPO / "docs/perf/h200-run2.json").read_text())
+    report["device"] = "NVIDIA H100 80GB HBM3"
+    for row in report["variants"]["compile"]:
+        row["first_call_seconds"] = row["seconds"] + 42.0
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(report))
+    row = fig.import_bench_json(bench)
+    assert row.kind == "H100-80GB-HBM3" and row.compile_warmup_s == pytest.approx(42.0)
+    assert row.device_type == "cuda"

@@ -139,6 +139,13 @@ def import_bench_json(
             "sample_step_lora rows (run bench_gpu.py with --variants eager,...)"
         )
     compiled = _rows(report, "compile")
+    # Compilation cost of one process: the first call of the compiled sampling step beyond
+    # a timed call (bench_gpu.py records first_call_seconds since issue 16).
+    warmups = [
+        float(row["first_call_seconds"]) - float(row["seconds"])
+        for row in report.get("variants", {}).get("compile", [])
+        if row.get("name", "").startswith("sample_step") and row.get("first_call_seconds")
+    ]
     vae = {row["name"]: float(row["seconds"]) for row in report.get("vae", [])}
     device = str(report.get("device", "unknown"))
     height, width = report.get("frame_size", [224, 288])
@@ -162,6 +169,7 @@ def import_bench_json(
         vae_decode_s=vae.get(f"vae_decode_{VAE_DECODE_LATENT_FRAMES}"),
         checkpoint_load_s=None if load is None else float(load),
         process_start_s=process_start_s,
+        compile_warmup_s=max(warmups) if warmups else None,
         torch=str(report.get("torch", "")),
         source=path.name,
     )
