@@ -9,6 +9,7 @@ import inspect
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 
@@ -307,6 +308,64 @@ def method_settings(method):
     variant = VARIANT_BY_ID.get(method)
     adapt = None if variant is None else variant.params
     return wc.method_settings(config, method, adapt)
+
+
+# ---------------------------------------------------------------- intermediates
+def intermediates():
+    """What the existing manifest and the configuration say the intermediates must be."""
+    from sora_tta import integrity
+
+    index = ManifestIndex(MANIFEST)
+    layout = integrity.Layout(
+        method_file=METHOD_CONFIG,
+        clip=CLIP,
+        sidecar=CLIP_SIDECAR,
+        prompt_dir=PROMPT_DIR,
+        generation_dir=os.path.dirname(GEN_VIDEO),
+        metrics=METRICS,
+        verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
+    )
+    videos = {
+        v: integrity.Video(
+            class_name=index.rows[v]["class_name"],
+            source=index.rows[v]["source_path"],
+            prompt_file=f"{index.prompt_id(v)}.safetensors",
+        )
+        for v in index.usable
+    }
+    return integrity.Intermediates(
+        layout=layout,
+        methods={m: method_settings(m) for m in METHODS},
+        videos=videos,
+        method_inputs=(CKPT.mmdit, CKPT.vae),
+        preprocess_command=(
+            "sora-tta",
+            "preprocess",
+            *shlex.split(wc.preprocess_options(config)),
+        ),
+    )
+
+
+def check_intermediates():
+    """Before any job is scheduled: repair corrupt derivable intermediates (so that nothing
+    built from them reruns) or stop with one message naming each file (sora_tta.integrity).
+    A dry run only reports."""
+    from sora_tta import integrity
+
+    if not os.path.exists(MANIFEST):
+        return
+    found = integrity.check_intermediates(intermediates(), repair=not workflow.dryrun)
+    for problem in found.repaired:
+        print(f"preflight: {problem.describe()}", file=sys.stderr)
+    if workflow.dryrun:
+        for problem in found.unrepaired:
+            print(f"preflight (dry run): {problem.describe()}", file=sys.stderr)
+    elif found.unrepaired:
+        raise WorkflowError(found.message())
+
+
+if config["preflight"] and workflow.is_main_process:
+    check_intermediates()
 
 
 # ---------------------------------------------------------------- inputs built in the DAG

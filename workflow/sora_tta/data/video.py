@@ -19,6 +19,7 @@ from sora_tta.io import atomic_path
 
 LOSSLESS_CODEC = "ffv1"
 LOSSLESS_PIX_FMT = "bgr0"
+BITEXACT = {"fflags": "+bitexact"}
 
 
 class VideoReadError(RuntimeError):
@@ -64,7 +65,12 @@ def write_lossless(path: str | os.PathLike[str], frames: np.ndarray, fps: float)
             f"{path}: expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}"
         )
     rate = fractions.Fraction(fps).limit_denominator(1001)
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="matroska") as container:
+    # bitexact: no random segment UID and no version strings, so the same frames always
+    # give the same bytes (a rebuilt clip does not look changed).
+    with (
+        atomic_path(path) as tmp,
+        av.open(str(tmp), mode="w", format="matroska", options=BITEXACT) as container,
+    ):
         stream = container.add_stream(LOSSLESS_CODEC, rate=rate)
         stream.width = frames.shape[2]
         stream.height = frames.shape[1]
