@@ -71,7 +71,9 @@ CLIP_SIDECAR = f"{RESULTS}/clips/{{video}}.json"
 PROMPT_DIR = f"{RESULTS}/prompts"
 NEGATIVE = f"{PROMPT_DIR}/negative.safetensors"
 METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
-GEN_VIDEO = f"{RESULTS}/generations/{{method}}/{{video}}/video.mkv"
+GEN_DIR = f"{RESULTS}/generations/{{method}}/{{video}}"
+GEN_VIDEO = f"{GEN_DIR}/video.mkv"
+GEN_META = f"{GEN_DIR}/meta.json"  # the generation jobs' output: the outcome record
 METRICS = f"{RESULTS}/metrics/{{method}}/{{class_name}}.json"
 AGGREGATE_DIR = f"{RESULTS}/aggregate"
 FIGURE_DIR = f"{RESULTS}/figures"
@@ -84,6 +86,7 @@ REPORT_PAGES = [
     "paired",
     "per_class",
     "cost",
+    "failures",
     "methods",
     "manifest",
     "strip",
@@ -287,7 +290,7 @@ def class_generations(wildcards):
     prompts were (re)encoded and an unchanged generation does not look updated."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
     videos = manifest_index().class_videos(wildcards.class_name)
-    return [GEN_VIDEO.format(method=wildcards.method, video=v) for v in videos]
+    return [GEN_META.format(method=wildcards.method, video=v) for v in videos]
 
 
 @cached_signature
@@ -321,7 +324,7 @@ def intermediates():
         clip=CLIP,
         sidecar=CLIP_SIDECAR,
         prompt_dir=PROMPT_DIR,
-        generation_dir=os.path.dirname(GEN_VIDEO),
+        generation_dir=GEN_DIR,
         metrics=METRICS,
         verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
     )

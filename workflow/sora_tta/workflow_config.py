@@ -13,6 +13,7 @@ Everything here is pure Python without torch, so the workflow can import it whil
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shlex
@@ -317,6 +318,7 @@ def manifest_options(config: Mapping[str, Any]) -> str:
             "--list": selection.get("list"),
             "--caption-overrides": selection.get("caption_overrides"),
             "--decode-check": bool(selection.get("decode_check")),
+            "--exclude": json.dumps(selection["exclude"]) if selection.get("exclude") else None,
         }
     )
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import av
 
-STATUSES = ("ok", "too_short", "unreadable", "missing", "bad_size")
+#: Manifest statuses; ``excluded``: listed under ``selection.exclude`` by the user.
+STATUSES = ("ok", "too_short", "unreadable", "missing", "bad_size", "excluded")
 UCF101_SIZE = (320, 240)
 
 

@@ -125,6 +125,9 @@ def generate_command(args: argparse.Namespace) -> int:
         with preemption_signals() as stop:
             meta = generate(request, stop=stop)
     except GenerationError as err:
+        if err.final:  # recorded as this video's outcome: evaluation goes ahead without it
+            logger.warning("%s: recorded as a failed outcome in %s/meta.json", err, args.out_dir)
+            return 0
         raise CommandError(str(err), exit_code=err.exit_code) from err
     except (VideoReadError, FileNotFoundError, ValueError) as err:
         raise CommandError(str(err)) from err
