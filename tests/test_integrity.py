@@ -222,3 +222,39 @@ def test_clip_without_its_source_stops_the_run_naming_both(results):
     message = report.message()
     assert str(clip) in message and results.videos["v"].source in message
     assert "rm " in message and clip.read_bytes() == b"not a video"
+
+
+def test_deleted_prompt_is_encoded_again_with_the_results_time(results):
+    prompts = Path(results.layout.prompt_dir)
+    path = prompts / f"{prompt_id(PROMPT)}.safetensors"
+    path.unlink()
+    report = I.check_intermediates(results)
+    assert [(p.path, p.reason) for p in report.repaired] == [(str(path), "missing")]
+    assert not (prompts / I.NEGATIVE_FILE).exists()  # so that the prompt checkpoint runs
+    assert I.read_restore_times(prompts) == {path.name: OLD + 100}
+
+
+def test_deleted_clip_is_rebuilt_with_the_results_time(results):
+    clip = Path(results.layout.clip.format(video="v"))
+    good = clip.read_bytes()
+    clip.unlink()
+    report = I.check_intermediates(results)
+    assert [(p.path, p.reason) for p in report.repaired] == [(str(clip), f"missing ({clip})")]
+    assert clip.read_bytes() == good  # bit-exact rebuild
+    assert clip.stat().st_mtime_ns == OLD + 100
+
+
+def test_generation_without_its_video_is_done_again(results):
+    folder = Path(results.layout.generation_dir.format(method="baseline", video="v"))
+    (folder / "video.mkv").unlink()
+    report = I.check_intermediates(results)
+    assert [p.path for p in report.repaired] == [str(folder / "video.mkv")]
+    assert not (folder / "meta.json").exists()
+
+
+def test_failed_generation_is_a_result(results):
+    folder = Path(results.layout.generation_dir.format(method="baseline", video="v"))
+    (folder / "video.mkv").unlink()
+    (folder / "meta.json").write_text('{"outcome": "failed"}')
+    assert I.check_intermediates(results).repaired == []
+    assert (folder / "meta.json").exists()

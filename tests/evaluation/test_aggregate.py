@@ -303,7 +303,10 @@ def test_failures_are_counted_and_their_pairs_dropped(fake_results: Path) -> Non
     _add_failure(fake_results, "baseline", "v1")
     tables = _aggregate(fake_results)
     failures = tables["failures.csv"]
-    assert sorted(zip(failures["method"], failures["video"])) == [("VAR1", "v3"), ("baseline", "v1")]
+    assert sorted(zip(failures["method"], failures["video"])) == [
+        ("VAR1", "v3"),
+        ("baseline", "v1"),
+    ]
     row = _row(tables["paired.csv"], method="VAR1", segment="continuation", metric="psnr")
     assert row["n_shared_videos"] == 2  # v2, v4
     assert row["n_dropped_pairs"] == 2

@@ -31,6 +31,8 @@ from sora_tta.tta.commands import NEGATIVE_FILE
 RESTORE_TIMES_FILE = ".restore-times.json"
 #: Files verified good, by (size, mtime_ns): a clip is decoded again only when it changed.
 VERIFIED_FILE = ".verified.json"
+#: A generation's outcome record (the job's declared output) and the video it vouches for.
+GENERATION_RECORD, GENERATION_VIDEO = "meta.json", "video.mkv"
 
 
 @dataclass(frozen=True)
@@ -306,11 +308,18 @@ def _check_prompts(inter: Intermediates, repair: bool) -> list[Problem]:
         oldest = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
         if repair:
             path.unlink()
-            if oldest is not None:
-                times[path.name] = oldest
+        times[path.name] = oldest
         problems.append(Problem(str(path), reason, "removed: encode_prompts encodes it again"))
+    negative = prompt_dir / NEGATIVE_FILE
+    for name in sorted({row.prompt_file for row in inter.videos.values()}):
+        if (prompt_dir / name).exists() or not negative.exists() or name in times:
+            continue  # present, damaged (above), or the prompt checkpoint runs anyway
+        videos = [v for v, row in inter.videos.items() if row.prompt_file == name]
+        oldest = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
+        times[name] = oldest
+        problems.append(Problem(str(prompt_dir / name), "missing", "encode_prompts encodes it"))
     if problems and repair:
-        add_restore_times(prompt_dir, times)
+        add_restore_times(prompt_dir, {k: v for k, v in times.items() if v is not None})
         # The prompt checkpoint reruns when its output is missing; its consumers read it
         # as ancient(), so re-encoding it reruns nothing.
         (prompt_dir / NEGATIVE_FILE).unlink(missing_ok=True)
@@ -338,28 +347,39 @@ def _rebuild_clip(inter: Intermediates, video: str, row: Video) -> tuple[Path, P
 def _check_clips(inter: Intermediates, repair: bool, cache: VerifiedCache) -> list[Problem]:
     problems = []
     for video, row in inter.videos.items():
-        clip, sidecar = (
-            inter.layout.clip.format(video=video),
-            inter.layout.sidecar.format(video=video),
-        )
-        if not (os.path.exists(clip) and os.path.exists(sidecar)):
+        clip = inter.layout.clip.format(video=video)
+        sidecar = inter.layout.sidecar.format(video=video)
+        consumers = inter.generation_files(inter.methods, [video]) + [
+            inter.layout.metrics.format(method=m, class_name=row.class_name) for m in inter.methods
+        ]
+        absent = [p for p in (clip, sidecar) if not os.path.exists(p)]
+        if absent:
+            # Snakemake would not notice while what was built from it is up to date.
+            if not any(os.path.exists(p) for p in consumers):
+                continue
+            reason, old = f"missing ({', '.join(absent)})", None
+            if os.path.exists(sidecar):
+                old = json.loads(Path(sidecar).read_text())
+        elif cache.is_verified(clip) and cache.is_verified(sidecar):
             continue
-        if cache.is_verified(clip) and cache.is_verified(sidecar):
-            continue
-        reason, old = clip_problem(clip, sidecar)
-        if reason is None:
-            cache.mark(clip)
-            cache.mark(sidecar)
-            continue
+        else:
+            reason, old = clip_problem(clip, sidecar)
+            if reason is None:
+                cache.mark(clip)
+                cache.mark(sidecar)
+                continue
         cache.forget(clip)
-        command = f"rm {clip} {sidecar} && snakemake (the same command)"
         if not repair:
             problems.append(Problem(clip, reason, "to be rebuilt from its source"))
             continue
         try:
             tmp_clip, tmp_sidecar = _rebuild_clip(inter, video, row)
         except RuntimeError as err:
-            problems.append(Problem(clip, f"{reason}; {err}", f"repair: {command}"))
+            if absent:  # nothing is damaged: the run goes on (the manifest may drop it)
+                problems.append(Problem(clip, f"{reason}; {err}", "not rebuilt"))
+            else:
+                command = f"rm {clip} {sidecar} && snakemake (the same command)"
+                problems.append(Problem(clip, f"{reason}; {err}", f"repair: {command}"))
             continue
         new = json.loads(tmp_sidecar.read_text())
         same = old is not None and new["frames_sha256"] == old.get("frames_sha256")
@@ -369,14 +389,36 @@ def _check_clips(inter: Intermediates, repair: bool, cache: VerifiedCache) -> li
         else:
             os.replace(tmp_sidecar, sidecar)
         action = "rebuilt from its source"
-        consumers = inter.generation_files(inter.methods, [video]) + [
-            inter.layout.metrics.format(method=m, class_name=row.class_name) for m in inter.methods
-        ]
         if same and restore_time(clip, consumers, [row.source]):
             action += " (same frames: time of its results restored)"
         elif not same:
-            action += " (its frames changed: its results are rebuilt)"
+            action += " (its results are rebuilt after it)"
         problems.append(Problem(clip, reason, action))
+    return problems
+
+
+def _check_generations(inter: Intermediates, repair: bool) -> list[Problem]:
+    """A generation whose record says ``ok`` but whose video is gone is done again: its
+    record is removed (Snakemake then reruns the job and what depends on it)."""
+    problems = []
+    for method in inter.methods:
+        for video in inter.videos:
+            folder = Path(inter.layout.generation_dir.format(method=method, video=video))
+            meta = folder / GENERATION_RECORD
+            if (folder / GENERATION_VIDEO).exists() or not meta.exists():
+                continue
+            try:
+                outcome = json.loads(meta.read_text()).get("outcome")
+            except (OSError, ValueError, AttributeError):
+                outcome = None
+            if outcome == "failed":
+                continue
+            if repair:
+                meta.unlink()
+            problems.append(
+                Problem(str(folder / GENERATION_VIDEO), "missing",
+                        "its record meta.json removed: the generation runs again")
+            )  # fmt: skip
     return problems
 
 
@@ -389,7 +431,7 @@ def check_intermediates(inter: Intermediates, repair: bool = True) -> Report:
     """
     cache = VerifiedCache(inter.layout.verified)
     problems = _check_methods(inter, repair) + _check_prompts(inter, repair)
-    problems += _check_clips(inter, repair, cache)
+    problems += _check_clips(inter, repair, cache) + _check_generations(inter, repair)
     if repair:
         cache.save()
     bad = [p for p in problems if not repair or p.action.startswith("repair:")]
