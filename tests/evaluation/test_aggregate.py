@@ -303,7 +303,7 @@ def test_failures_are_counted_and_their_pairs_dropped(fake_results: Path) -> Non
     _add_failure(fake_results, "baseline", "v1")
     tables = _aggregate(fake_results)
     failures = tables["failures.csv"]
-    assert sorted(zip(failures["method"], failures["video"])) == [
+    assert sorted(zip(failures["method"], failures["video"], strict=True)) == [
         ("VAR1", "v3"),
         ("baseline", "v1"),
     ]
