@@ -104,7 +104,55 @@ def _describe(error: jsonschema.ValidationError) -> str:
     message = f"{where}: {error.message}"
     if description:
         message += f" ({' '.join(str(description).split())})"
+    if error.validator == "type" and _looks_like_exponent(error.instance):
+        message += (
+            f"; YAML 1.1, which Snakemake reads, takes {error.instance!r} for a string: "
+            "write the exponent with a dot and a sign (1.0e+10) or the plain number"
+        )
     return message
+
+
+def _looks_like_exponent(value: Any) -> bool:
+    if not isinstance(value, str) or "e" not in value.lower():
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: Configuration keys holding paths (read, or written by the demo's rules).
+PATH_KEYS = (
+    ("data", "ucf_root"),
+    ("data", "splits_dir"),
+    ("data", "synthetic", "out"),
+    ("checkpoints", "dir"),
+    ("selection", "list"),
+    ("selection", "caption_overrides"),
+)
+
+
+def outside_paths(
+    config: Mapping[str, Any], workdir: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """The path keys of ``config`` that lead outside ``workdir`` (default: the current
+    folder, which is Snakemake's --directory), as problem lines."""
+    root = Path(workdir or os.getcwd()).resolve()
+    problems = []
+    for keys in PATH_KEYS:
+        value: Any = config
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if not isinstance(value, str) or not value:
+            continue
+        resolved = (root / value).resolve()
+        if resolved != root and root not in resolved.parents:
+            problems.append(
+                f"{'.'.join(keys)}: {value!r} is outside the working directory {root} "
+                "(set allow_paths_outside_workdir: true if that is intended)"
+            )
+    return problems
 
 
 def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -159,6 +207,8 @@ def semantic_problems(
         problems.append(f"smoke.cond_frames ({cond}) must be below smoke.frames ({total})")
     adapt = _section(config, "adapt")
     problems += [f"adapt: {p}" for p in adapt_cross_field_problems(adapt)]
+    if config.get("allow_paths_outside_workdir") is not True:
+        problems += outside_paths(config)
     if rule_names is not None:
         known = set(rule_names)
         unknown = sorted(set(_section(_section(config, "resources"), "rules")) - known)
