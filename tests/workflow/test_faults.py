@@ -80,7 +80,9 @@ def test_garbage_method_file_is_rewritten_and_deletes_nothing(demo_copy):
 
 def test_truncated_prompt_embedding_is_encoded_again_and_deletes_nothing(demo_copy):
     prompts = demo_copy / "results" / "prompts"
-    path = next(p for p in sorted(prompts.glob("*.safetensors")) if p.name != "negative.safetensors")
+    path = next(
+        p for p in sorted(prompts.glob("*.safetensors")) if p.name != "negative.safetensors"
+    )
     good = path.read_bytes()
     before = generations(demo_copy)
     path.write_bytes(good[: len(good) // 2])

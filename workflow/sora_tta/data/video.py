@@ -32,7 +32,8 @@ def read_frames(
     """Decode frames ``start .. start + max_frames`` of ``path`` as a ``(T, H, W, 3)`` uint8 array.
 
     Raises :class:`VideoReadError` naming the file when it is missing, has no video
-    stream or cannot be decoded.
+    stream, cannot be decoded, or a frame is flagged corrupt by the decoder (damaged
+    payload that it concealed: such frames are not a trustworthy ground truth).
     """
     path = Path(path)
     if not path.is_file():
@@ -45,6 +46,8 @@ def read_frames(
             for index, frame in enumerate(container.decode(video=0)):
                 if index < start:
                     continue
+                if frame.is_corrupt:  # the decoder concealed damaged payload
+                    raise VideoReadError(f"{path}: frame {index} is damaged (corrupt payload)")
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
