@@ -141,7 +141,7 @@ def test_deleted_clip_is_rebuilt_bit_exact(demo_copy):
 
 
 def test_deleted_generation_is_rebuilt_with_what_depends_on_it(demo_copy):
-    video, cls = first_video(demo_copy)
+    video, _ = first_video(demo_copy)
     methods = method_ids(demo_copy)
     target = demo_copy / f"results/generations/{methods[0]}/{video}/video.mkv"
     before = generations(demo_copy)
