@@ -359,6 +359,8 @@ def generate(
         "checkpoint_dir": str(request.checkpoint_dir),
         "device": str(device),
         "dtype": str(bundle.dtype).removeprefix("torch."),
+        # CPU results can differ in the last grey level with the thread count: recorded.
+        "torch_threads": torch.get_num_threads(),
         "trainable_parameters": 0,
         "adapted_modules": 0,
         "final_loss": None,
