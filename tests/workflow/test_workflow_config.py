@@ -343,3 +343,18 @@ def test_yaml_1_1_exponent_gets_explained():
     (problem,) = wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES)
     assert problem.startswith("adapt.lr: '1.0e10' is not of type 'number'")
     assert "YAML 1.1" in problem and "1.0e+10" in problem
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["-n"], True),
+        (["--cores", "2", "-np"], True),
+        (["--dry-run"], True),
+        (["--cores", "2"], False),
+        (["--config", "name=-n"], False),
+        (["all", "-p", "--", "-n"], False),
+    ],
+)
+def test_dry_run_is_read_from_the_command_line(argv, expected):
+    assert wc.is_dry_run(argv) is expected

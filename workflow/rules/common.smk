@@ -357,10 +357,11 @@ def check_intermediates():
 
     if not os.path.exists(MANIFEST):
         return
-    found = integrity.check_intermediates(intermediates(), repair=not workflow.dryrun)
+    dry_run = wc.is_dry_run(sys.argv[1:])
+    found = integrity.check_intermediates(intermediates(), repair=not dry_run)
     for problem in found.repaired:
         print(f"preflight: {problem.describe()}", file=sys.stderr)
-    if workflow.dryrun:
+    if dry_run:
         for problem in found.unrepaired:
             print(f"preflight (dry run): {problem.describe()}", file=sys.stderr)
     elif found.unrepaired:

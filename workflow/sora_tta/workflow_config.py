@@ -688,6 +688,20 @@ def preflight_report(requirements: Iterable[Requirement], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_dry_run(argv: Iterable[str]) -> bool:
+    """Whether a snakemake command line asks for a dry run (``-n``, also combined as in
+    ``-np``, ``--dry-run``, ``--dryrun``, ``--just-print``). Snakemake decides its executor
+    only after the Snakefile is read, so the preflight has to read the command line."""
+    for arg in argv:
+        if arg == "--":
+            break
+        if arg in ("--dry-run", "--dryrun", "--just-print"):
+            return True
+        if re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", arg):
+            return True
+    return False
+
+
 def parse_job_counts(text: str) -> dict[str, int]:
     """The last 'Job stats' table of Snakemake output as {rule: count} ({} if none)."""
     counts: dict[str, int] = {}
