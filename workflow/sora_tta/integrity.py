@@ -349,10 +349,12 @@ def _check_clips(inter: Intermediates, repair: bool, cache: VerifiedCache) -> li
     for video, row in inter.videos.items():
         clip = inter.layout.clip.format(video=video)
         sidecar = inter.layout.sidecar.format(video=video)
+        absent = [p for p in (clip, sidecar) if not os.path.exists(p)]
+        if not absent and cache.is_verified(clip) and cache.is_verified(sidecar):
+            continue
         consumers = inter.generation_files(inter.methods, [video]) + [
             inter.layout.metrics.format(method=m, class_name=row.class_name) for m in inter.methods
         ]
-        absent = [p for p in (clip, sidecar) if not os.path.exists(p)]
         if absent:
             # Snakemake would not notice while what was built from it is up to date.
             if not any(os.path.exists(p) for p in consumers):
@@ -360,8 +362,6 @@ def _check_clips(inter: Intermediates, repair: bool, cache: VerifiedCache) -> li
             reason, old = f"missing ({', '.join(absent)})", None
             if os.path.exists(sidecar):
                 old = json.loads(Path(sidecar).read_text())
-        elif cache.is_verified(clip) and cache.is_verified(sidecar):
-            continue
         else:
             reason, old = clip_problem(clip, sidecar)
             if reason is None:
