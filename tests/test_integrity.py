@@ -128,6 +128,7 @@ def study(tmp_path: Path, source: Path) -> I.Intermediates:
         clip=f"{res}/clips/{{video}}.mkv",
         sidecar=f"{res}/clips/{{video}}.json",
         prompt_dir=f"{res}/prompts",
+        manifest=f"{res}/manifest.csv",
         generation_dir=f"{res}/generations/{{method}}/{{video}}",
         metrics=f"{res}/metrics/{{method}}/{{class_name}}.json",
         verified=f"{res}/{I.VERIFIED_FILE}",
@@ -151,8 +152,11 @@ def results(tmp_path, clip_pair) -> I.Intermediates:
     os.replace(clip.parent, res / "clips")
     inter = study(tmp_path, source)
     I.write_json_atomic(res / "methods" / "baseline.json", {"method": "baseline"})
+    (res / "manifest.csv").write_text("video_id\nv\n")
+    set_time(res / "manifest.csv", OLD + 50)
     write_prompt(res / "prompts")
     write_prompt(res / "prompts", "")
+    set_time(res / "prompts" / I.NEGATIVE_FILE, OLD + 60)
     gen = res / "generations" / "baseline" / "v"
     gen.mkdir(parents=True)
     for name in ("video.mkv", "meta.json"):
@@ -191,13 +195,19 @@ def test_dry_run_writes_nothing(results):
     assert path.read_text() == "garbage"
 
 
-def test_truncated_prompt_is_removed_with_its_restore_time(results):
+def checkpoint_reruns(prompts: Path) -> bool:
+    """The prompt checkpoint's output is there but older than its input, the manifest."""
+    negative = (prompts / I.NEGATIVE_FILE).stat().st_mtime_ns
+    return negative < (prompts.parent / "manifest.csv").stat().st_mtime_ns
+
+
+def test_truncated_prompt_is_encoded_again_with_its_restore_time(results):
     prompts = Path(results.layout.prompt_dir)
     path = prompts / f"{prompt_id(PROMPT)}.safetensors"
     path.write_bytes(path.read_bytes()[:100])
     report = I.check_intermediates(results)
     assert [p.path for p in report.repaired] == [str(path)]
-    assert not path.exists() and not (prompts / I.NEGATIVE_FILE).exists()
+    assert checkpoint_reruns(prompts)
     assert I.read_restore_times(prompts) == {path.name: OLD + 100}
 
 
@@ -230,7 +240,7 @@ def test_deleted_prompt_is_encoded_again_with_the_results_time(results):
     path.unlink()
     report = I.check_intermediates(results)
     assert [(p.path, p.reason) for p in report.repaired] == [(str(path), "missing")]
-    assert not (prompts / I.NEGATIVE_FILE).exists()  # so that the prompt checkpoint runs
+    assert checkpoint_reruns(prompts)
     assert I.read_restore_times(prompts) == {path.name: OLD + 100}
 
 

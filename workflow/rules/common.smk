@@ -324,6 +324,7 @@ def intermediates():
         clip=CLIP,
         sidecar=CLIP_SIDECAR,
         prompt_dir=PROMPT_DIR,
+        manifest=MANIFEST,
         generation_dir=GEN_DIR,
         metrics=METRICS,
         verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",

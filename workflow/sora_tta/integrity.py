@@ -226,6 +226,7 @@ class Layout:
     clip: str  # {video}
     sidecar: str  # {video}
     prompt_dir: str
+    manifest: str  # the input of the prompt checkpoint
     generation_dir: str  # {method}, {video}
     metrics: str  # {method}, {class_name}
     verified: str  # the VerifiedCache file
@@ -305,25 +306,28 @@ def _check_prompts(inter: Intermediates, repair: bool) -> list[Problem]:
         if reason is None:
             continue
         videos = [v for v, row in inter.videos.items() if row.prompt_file == path.name]
-        oldest = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
-        if repair:
-            path.unlink()
-        times[path.name] = oldest
-        problems.append(Problem(str(path), reason, "removed: encode_prompts encodes it again"))
+        times[path.name] = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
+        problems.append(Problem(str(path), reason, "encode_prompts encodes it again"))
     negative = prompt_dir / NEGATIVE_FILE
     for name in sorted({row.prompt_file for row in inter.videos.values()}):
-        if (prompt_dir / name).exists() or not negative.exists() or name in times:
-            continue  # present, damaged (above), or the prompt checkpoint runs anyway
+        if (prompt_dir / name).exists() or not negative.exists():
+            continue  # present, or the prompt checkpoint runs anyway
         videos = [v for v, row in inter.videos.items() if row.prompt_file == name]
-        oldest = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
-        times[name] = oldest
+        times[name] = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
         problems.append(Problem(str(prompt_dir / name), "missing", "encode_prompts encodes it"))
     if problems and repair:
         add_restore_times(prompt_dir, {k: v for k, v in times.items() if v is not None})
-        # The prompt checkpoint reruns when its output is missing; its consumers read it
-        # as ancient(), so re-encoding it reruns nothing.
-        (prompt_dir / NEGATIVE_FILE).unlink(missing_ok=True)
+        _rerun_prompt_checkpoint(negative, inter.layout.manifest)
     return problems
+
+
+def _rerun_prompt_checkpoint(negative: Path, manifest: str) -> None:
+    """Make the prompt checkpoint (output: the negative prompt's file, input: the manifest)
+    run again, by giving its output a time before its input. The file stays: its consumers
+    read it as ancient(), which spares them only while it exists."""
+    if negative.exists() and os.path.exists(manifest):
+        before = os.stat(manifest).st_mtime_ns - 1_000_000_000
+        os.utime(negative, ns=(before, before))
 
 
 def _rebuild_clip(inter: Intermediates, video: str, row: Video) -> tuple[Path, Path]:
