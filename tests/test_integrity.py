@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -258,8 +260,13 @@ def test_generation_without_its_video_is_done_again(results):
     folder = Path(results.layout.generation_dir.format(method="baseline", video="v"))
     (folder / "video.mkv").unlink()
     report = I.check_intermediates(results)
-    assert [p.path for p in report.repaired] == [str(folder / "video.mkv")]
+    assert [p.path for p in report.repaired] == [
+        str(folder / "video.mkv"),
+        str(folder / "meta.json"),
+    ]
     assert not (folder / "meta.json").exists()
+    metrics = Path(results.layout.metrics.format(method="baseline", class_name="C"))
+    assert metrics.stat().st_mtime_ns == 0  # so that Snakemake notices
 
 
 def test_failed_generation_is_a_result(results):
@@ -268,3 +275,41 @@ def test_failed_generation_is_a_result(results):
     (folder / "meta.json").write_text('{"outcome": "failed"}')
     assert I.check_intermediates(results).repaired == []
     assert (folder / "meta.json").exists()
+
+
+def with_tables(results: I.Intermediates, tmp_path: Path) -> I.Intermediates:
+    """The study with its tables and figures, newer than the metrics."""
+    res = tmp_path / "results"
+    tables, figures = res / "aggregate" / "summary.csv", res / "figures" / "plot.png"
+    for path in (tables, figures):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+        set_time(path, OLD + 300)
+    layout = dataclasses.replace(
+        results.layout, aggregate_files=(str(tables),), final_files=(str(figures),)
+    )
+    return dataclasses.replace(results, layout=layout)
+
+
+@pytest.mark.parametrize("victim", ["generation", "metrics", "tables"])
+def test_missing_result_marks_what_was_built_from_it_outdated(results, tmp_path, victim):
+    inter = with_tables(results, tmp_path)
+    res = tmp_path / "results"
+    consumer = {
+        "generation": res / "metrics" / "baseline" / "C.json",
+        "metrics": res / "aggregate" / "summary.csv",
+        "tables": res / "figures" / "plot.png",
+    }[victim]
+    gone = {
+        "generation": res / "generations" / "baseline" / "v",
+        "metrics": res / "metrics" / "baseline" / "C.json",
+        "tables": res / "aggregate" / "summary.csv",
+    }[victim]
+    assert I.check_intermediates(inter, repair=False).unrepaired == []
+    shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
+    dry = I.check_intermediates(inter, repair=False)
+    assert [p.reason for p in dry.unrepaired] == ["missing"]
+    assert consumer.stat().st_mtime_ns != 0
+    report = I.check_intermediates(inter)
+    assert [p.reason for p in report.repaired] == ["missing"]
+    assert consumer.stat().st_mtime_ns == 0  # its job reruns, and the missing one before it

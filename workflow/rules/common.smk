@@ -317,6 +317,7 @@ def method_settings(method):
 def intermediates():
     """What the existing manifest and the configuration say the intermediates must be."""
     from sora_tta import integrity
+    from sora_tta.evaluation.aggregate import OUTPUT_FILES
 
     index = ManifestIndex(MANIFEST)
     layout = integrity.Layout(
@@ -328,6 +329,8 @@ def intermediates():
         generation_dir=GEN_DIR,
         metrics=METRICS,
         verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
+        aggregate_files=tuple(f"{AGGREGATE_DIR}/{name}" for name in OUTPUT_FILES),
+        final_files=tuple(study_outputs()),
     )
     videos = {
         v: integrity.Video(

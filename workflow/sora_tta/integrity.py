@@ -230,6 +230,8 @@ class Layout:
     generation_dir: str  # {method}, {video}
     metrics: str  # {method}, {class_name}
     verified: str  # the VerifiedCache file
+    aggregate_files: tuple[str, ...] = ()  # the tables built from every metrics file
+    final_files: tuple[str, ...] = ()  # figures and report pages built from the tables
 
 
 @dataclass(frozen=True)
@@ -419,10 +421,55 @@ def _check_generations(inter: Intermediates, repair: bool) -> list[Problem]:
                 continue
             if repair:
                 meta.unlink()
-            problems.append(
-                Problem(str(folder / GENERATION_VIDEO), "missing",
-                        "its record meta.json removed: the generation runs again")
-            )  # fmt: skip
+            action = "its record meta.json removed: the generation runs again"
+            problems.append(Problem(str(folder / GENERATION_VIDEO), "missing",
+                                    action if repair else "to be generated again"))  # fmt: skip
+    return problems
+
+
+def mark_outdated(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Date the existing ``paths`` to the epoch, so that Snakemake reruns the job that made
+    them (its inputs are newer) and, before it, the job of any missing input. Returns them."""
+    marked = []
+    for path in paths:
+        if os.path.exists(path):
+            os.utime(path, ns=(0, 0))
+            marked.append(str(path))
+    return marked
+
+
+def _check_missing_results(inter: Intermediates, repair: bool) -> list[Problem]:
+    """Missing results whose consumers are up to date: Snakemake would not rebuild them
+    ("Nothing to be done"), so the consumers are marked outdated and the plain command
+    rebuilds the missing result and everything after it."""
+    layout, problems = inter.layout, []
+
+    def mark(missing: list[str], consumers: list[str]) -> None:
+        existing = [p for p in consumers if os.path.exists(p)]
+        if not missing or not existing:
+            return
+        action = "rebuilt with what depends on it" if repair else "to be rebuilt"
+        if repair:
+            mark_outdated(existing)
+        problems.extend(Problem(p, "missing", action) for p in missing)
+
+    classes: dict[str, list[str]] = {}
+    for video, row in inter.videos.items():
+        classes.setdefault(row.class_name, []).append(video)
+    missing_metrics = []
+    for method in inter.methods:
+        for class_name, videos in classes.items():
+            metrics = layout.metrics.format(method=method, class_name=class_name)
+            records = [
+                os.path.join(layout.generation_dir.format(method=method, video=v),
+                             GENERATION_RECORD)
+                for v in videos
+            ]  # fmt: skip
+            mark([r for r in records if not os.path.exists(r)], [metrics])
+            if not os.path.exists(metrics):
+                missing_metrics.append(metrics)
+    mark(missing_metrics, list(layout.aggregate_files))
+    mark([p for p in layout.aggregate_files if not os.path.exists(p)], list(layout.final_files))
     return problems
 
 
@@ -436,6 +483,7 @@ def check_intermediates(inter: Intermediates, repair: bool = True) -> Report:
     cache = VerifiedCache(inter.layout.verified)
     problems = _check_methods(inter, repair) + _check_prompts(inter, repair)
     problems += _check_clips(inter, repair, cache) + _check_generations(inter, repair)
+    problems += _check_missing_results(inter, repair)
     if repair:
         cache.save()
     bad = [p for p in problems if not repair or p.action.startswith("repair:")]
