@@ -372,10 +372,6 @@ def check_intermediates():
         raise WorkflowError(found.message())
 
 
-if config["preflight"] and workflow.is_main_process:
-    check_intermediates()
-
-
 # ---------------------------------------------------------------- inputs built in the DAG
 def manifest_inputs(wildcards):
     if DATA.synthetic_out:
@@ -398,3 +394,8 @@ def study_outputs():
     return [f"{FIGURE_DIR}/{f}.png" for f in FIGURES] + [
         f"{RESULTS}/report/{page}.html" for page in REPORT_PAGES
     ]
+
+
+# Last: it uses the layout and functions above.
+if config["preflight"] and workflow.is_main_process:
+    check_intermediates()

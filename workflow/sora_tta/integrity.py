@@ -427,30 +427,32 @@ def _check_generations(inter: Intermediates, repair: bool) -> list[Problem]:
     return problems
 
 
-def mark_outdated(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Date the existing ``paths`` to the epoch, so that Snakemake reruns the job that made
-    them (its inputs are newer) and, before it, the job of any missing input. Returns them."""
-    marked = []
+def remove_downstream(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Remove the existing ``paths``: results built from a missing one, up to the study's
+    targets. Snakemake neither rebuilds a missing intermediate whose consumers are up to
+    date nor reruns a job whose older outputs have inputs of unchanged checksums; a missing
+    target makes it rebuild the whole chain. Returns what was removed."""
+    removed = []
     for path in paths:
         if os.path.exists(path):
-            os.utime(path, ns=(0, 0))
-            marked.append(str(path))
-    return marked
+            os.unlink(path)
+            removed.append(str(path))
+    return removed
 
 
 def _check_missing_results(inter: Intermediates, repair: bool) -> list[Problem]:
     """Missing results whose consumers are up to date: Snakemake would not rebuild them
-    ("Nothing to be done"), so the consumers are marked outdated and the plain command
-    rebuilds the missing result and everything after it."""
+    ("Nothing to be done"), so what was built from them is removed up to the targets, and
+    the plain command rebuilds the missing result and everything after it."""
     layout, problems = inter.layout, []
+    tables, targets = list(layout.aggregate_files), list(layout.final_files)
 
     def mark(missing: list[str], consumers: list[str]) -> None:
-        existing = [p for p in consumers if os.path.exists(p)]
-        if not missing or not existing:
+        if not missing or not any(os.path.exists(p) for p in consumers):
             return
         action = "rebuilt with what depends on it" if repair else "to be rebuilt"
         if repair:
-            mark_outdated(existing)
+            remove_downstream(consumers)
         problems.extend(Problem(p, "missing", action) for p in missing)
 
     classes: dict[str, list[str]] = {}
@@ -465,11 +467,11 @@ def _check_missing_results(inter: Intermediates, repair: bool) -> list[Problem]:
                              GENERATION_RECORD)
                 for v in videos
             ]  # fmt: skip
-            mark([r for r in records if not os.path.exists(r)], [metrics])
+            mark([r for r in records if not os.path.exists(r)], [metrics, *tables, *targets])
             if not os.path.exists(metrics):
                 missing_metrics.append(metrics)
-    mark(missing_metrics, list(layout.aggregate_files))
-    mark([p for p in layout.aggregate_files if not os.path.exists(p)], list(layout.final_files))
+    mark(missing_metrics, [*tables, *targets])
+    mark([p for p in tables if not os.path.exists(p)], targets)
     return problems
 
 
