@@ -130,7 +130,6 @@ def study(tmp_path: Path, source: Path) -> I.Intermediates:
         clip=f"{res}/clips/{{video}}.mkv",
         sidecar=f"{res}/clips/{{video}}.json",
         prompt_dir=f"{res}/prompts",
-        manifest=f"{res}/manifest.csv",
         generation_dir=f"{res}/generations/{{method}}/{{video}}",
         metrics=f"{res}/metrics/{{method}}/{{class_name}}.json",
         verified=f"{res}/{I.VERIFIED_FILE}",
@@ -154,8 +153,6 @@ def results(tmp_path, clip_pair) -> I.Intermediates:
     os.replace(clip.parent, res / "clips")
     inter = study(tmp_path, source)
     I.write_json_atomic(res / "methods" / "baseline.json", {"method": "baseline"})
-    (res / "manifest.csv").write_text("video_id\nv\n")
-    set_time(res / "manifest.csv", OLD + 50)
     write_prompt(res / "prompts")
     write_prompt(res / "prompts", "")
     set_time(res / "prompts" / I.NEGATIVE_FILE, OLD + 60)
@@ -197,20 +194,16 @@ def test_dry_run_writes_nothing(results):
     assert path.read_text() == "garbage"
 
 
-def checkpoint_reruns(prompts: Path) -> bool:
-    """The prompt checkpoint's output is there but older than its input, the manifest."""
-    negative = (prompts / I.NEGATIVE_FILE).stat().st_mtime_ns
-    return negative < (prompts.parent / "manifest.csv").stat().st_mtime_ns
-
-
-def test_truncated_prompt_is_encoded_again_with_its_restore_time(results):
+def test_truncated_prompt_stops_the_run_naming_the_repair(results):
     prompts = Path(results.layout.prompt_dir)
     path = prompts / f"{prompt_id(PROMPT)}.safetensors"
     path.write_bytes(path.read_bytes()[:100])
     report = I.check_intermediates(results)
-    assert [p.path for p in report.repaired] == [str(path)]
-    assert checkpoint_reruns(prompts)
+    assert [p.path for p in report.unrepaired] == [str(path)]
+    assert "--forcerun encode_prompts" in report.message()
     assert I.read_restore_times(prompts) == {path.name: OLD + 100}
+    forced = I.check_intermediates(results, prompts_forced=True)
+    assert [p.path for p in forced.repaired] == [str(path)] and forced.unrepaired == []
 
 
 def test_truncated_clip_is_rebuilt_with_the_results_time(results):
@@ -236,14 +229,15 @@ def test_clip_without_its_source_stops_the_run_naming_both(results):
     assert "rm " in message and clip.read_bytes() == b"not a video"
 
 
-def test_deleted_prompt_is_encoded_again_with_the_results_time(results):
+def test_deleted_prompt_is_named_only_when_results_depend_on_it(results):
     prompts = Path(results.layout.prompt_dir)
     path = prompts / f"{prompt_id(PROMPT)}.safetensors"
     path.unlink()
     report = I.check_intermediates(results)
-    assert [(p.path, p.reason) for p in report.repaired] == [(str(path), "missing")]
-    assert checkpoint_reruns(prompts)
+    assert [(p.path, p.reason) for p in report.unrepaired] == [(str(path), "missing")]
     assert I.read_restore_times(prompts) == {path.name: OLD + 100}
+    shutil.rmtree(Path(results.layout.generation_dir.format(method="baseline", video="v")))
+    assert I.check_intermediates(results).unrepaired == []
 
 
 def test_deleted_clip_is_rebuilt_with_the_results_time(results):

@@ -78,7 +78,7 @@ def test_garbage_method_file_is_rewritten_and_deletes_nothing(demo_copy):
     assert "generate_tta" not in ran(result.output)
 
 
-def test_truncated_prompt_embedding_is_encoded_again_and_deletes_nothing(demo_copy):
+def test_truncated_prompt_embedding_stops_then_forcerun_reencodes_deleting_nothing(demo_copy):
     prompts = demo_copy / "results" / "prompts"
     path = next(
         p for p in sorted(prompts.glob("*.safetensors")) if p.name != "negative.safetensors"
@@ -86,8 +86,12 @@ def test_truncated_prompt_embedding_is_encoded_again_and_deletes_nothing(demo_co
     good = path.read_bytes()
     before = generations(demo_copy)
     path.write_bytes(good[: len(good) // 2])
-    result = run(demo_copy)
-    assert f"preflight: results/prompts/{path.name}: not a readable safetensors" in result.output
+    stopped = run(demo_copy, check=False)
+    assert stopped.returncode != 0
+    assert f"results/prompts/{path.name}: not a readable safetensors" in stopped.output
+    assert "--forcerun encode_prompts" in stopped.output
+    assert generations(demo_copy) == before
+    result = run(demo_copy, "--forcerun", "encode_prompts")
     assert ran(result.output).get("encode_prompts") == 1
     assert prompt_file_problem(path) is None and path.read_bytes() == good
     assert generations(demo_copy) == before

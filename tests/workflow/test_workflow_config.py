@@ -358,3 +358,10 @@ def test_yaml_1_1_exponent_gets_explained():
 )
 def test_dry_run_is_read_from_the_command_line(argv, expected):
     assert wc.is_dry_run(argv) is expected
+
+
+def test_forced_rules_are_read_from_the_command_line():
+    argv = ["--cores", "2", "--forcerun", "encode_prompts", "plot", "-p", "all"]
+    assert wc.forced_rules(argv) == {"encode_prompts", "plot"}
+    assert wc.forced_rules(["-R", "encode_prompts"]) == {"encode_prompts"}
+    assert wc.forced_rules(["all"]) == set()

@@ -325,7 +325,6 @@ def intermediates():
         clip=CLIP,
         sidecar=CLIP_SIDECAR,
         prompt_dir=PROMPT_DIR,
-        manifest=MANIFEST,
         generation_dir=GEN_DIR,
         metrics=METRICS,
         verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
@@ -362,7 +361,10 @@ def check_intermediates():
     if not os.path.exists(MANIFEST):
         return
     dry_run = wc.is_dry_run(sys.argv[1:])
-    found = integrity.check_intermediates(intermediates(), repair=not dry_run)
+    forced = "encode_prompts" in wc.forced_rules(sys.argv[1:])
+    found = integrity.check_intermediates(
+        intermediates(), repair=not dry_run, prompts_forced=forced
+    )
     for problem in found.repaired:
         print(f"preflight: {problem.describe()}", file=sys.stderr)
     if dry_run:

@@ -226,7 +226,6 @@ class Layout:
     clip: str  # {video}
     sidecar: str  # {video}
     prompt_dir: str
-    manifest: str  # the input of the prompt checkpoint
     generation_dir: str  # {method}, {video}
     metrics: str  # {method}, {class_name}
     verified: str  # the VerifiedCache file
@@ -298,38 +297,35 @@ def _check_methods(inter: Intermediates, repair: bool) -> list[Problem]:
     return problems
 
 
-def _check_prompts(inter: Intermediates, repair: bool) -> list[Problem]:
+#: What a user runs to re-encode damaged or missing prompt embeddings (the checkpoint's
+#: output is only the negative prompt's file: Snakemake does not notice the others).
+PROMPT_REPAIR = "the same snakemake command with --forcerun encode_prompts"
+
+
+def _check_prompts(inter: Intermediates, repair: bool, forced: bool) -> list[Problem]:
+    """Damaged or missing prompt embeddings of usable videos. Re-encoding needs the text
+    encoders (a GPU job), so the run stops and names the command, unless that command is
+    this run (``forced``). The times of the results built from each file are recorded so
+    that the re-encoded file (same prompt, same encoders) reruns nothing."""
     prompt_dir = Path(inter.layout.prompt_dir)
     if not prompt_dir.is_dir():
         return []
     problems, times = [], {}
-    for path in sorted(prompt_dir.glob("*.safetensors")):
-        reason = prompt_file_problem(path)
+    wanted = {row.prompt_file for row in inter.videos.values()} | {NEGATIVE_FILE}
+    for name in sorted(wanted):
+        path = prompt_dir / name
+        reason = prompt_file_problem(path) if path.exists() else "missing"
         if reason is None:
             continue
-        videos = [v for v, row in inter.videos.items() if row.prompt_file == path.name]
-        times[path.name] = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
-        problems.append(Problem(str(path), reason, "encode_prompts encodes it again"))
-    negative = prompt_dir / NEGATIVE_FILE
-    for name in sorted({row.prompt_file for row in inter.videos.values()}):
-        if (prompt_dir / name).exists() or not negative.exists():
-            continue  # present, or the prompt checkpoint runs anyway
-        videos = [v for v, row in inter.videos.items() if row.prompt_file == name]
+        videos = [v for v, row in inter.videos.items() if name in (row.prompt_file, NEGATIVE_FILE)]
         times[name] = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
-        problems.append(Problem(str(prompt_dir / name), "missing", "encode_prompts encodes it"))
+        if reason == "missing" and times[name] is None:
+            continue  # nothing built from it yet: Snakemake runs the prompt checkpoint itself
+        action = "encode_prompts encodes it again" if forced else f"repair: {PROMPT_REPAIR}"
+        problems.append(Problem(str(path), reason, action))
     if problems and repair:
         add_restore_times(prompt_dir, {k: v for k, v in times.items() if v is not None})
-        _rerun_prompt_checkpoint(negative, inter.layout.manifest)
     return problems
-
-
-def _rerun_prompt_checkpoint(negative: Path, manifest: str) -> None:
-    """Make the prompt checkpoint (output: the negative prompt's file, input: the manifest)
-    run again, by giving its output a time before its input. The file stays: its consumers
-    read it as ancient(), which spares them only while it exists."""
-    if negative.exists() and os.path.exists(manifest):
-        before = os.stat(manifest).st_mtime_ns - 1_000_000_000
-        os.utime(negative, ns=(before, before))
 
 
 def _rebuild_clip(inter: Intermediates, video: str, row: Video) -> tuple[Path, Path]:
@@ -475,15 +471,18 @@ def _check_missing_results(inter: Intermediates, repair: bool) -> list[Problem]:
     return problems
 
 
-def check_intermediates(inter: Intermediates, repair: bool = True) -> Report:
+def check_intermediates(
+    inter: Intermediates, repair: bool = True, prompts_forced: bool = False
+) -> Report:
     """Check method files, prompt embeddings and clips; repair what is derivable.
 
     With ``repair`` False (a dry run) nothing is written and every problem is reported as
-    unrepaired. Clips that cannot be rebuilt are left untouched and reported with the
-    command that repairs them.
+    unrepaired. Clips that cannot be rebuilt and damaged prompt embeddings (unless this run
+    forces the prompt checkpoint) are left untouched and reported with the command that
+    repairs them.
     """
     cache = VerifiedCache(inter.layout.verified)
-    problems = _check_methods(inter, repair) + _check_prompts(inter, repair)
+    problems = _check_methods(inter, repair) + _check_prompts(inter, repair, prompts_forced)
     problems += _check_clips(inter, repair, cache) + _check_generations(inter, repair)
     problems += _check_missing_results(inter, repair)
     if repair:

@@ -702,6 +702,20 @@ def is_dry_run(argv: Iterable[str]) -> bool:
     return False
 
 
+def forced_rules(argv: Iterable[str]) -> set[str]:
+    """The targets named after ``-R`` / ``--forcerun`` on a snakemake command line."""
+    forced: set[str] = set()
+    taking = False
+    for arg in argv:
+        if arg in ("-R", "--forcerun"):
+            taking = True
+        elif arg.startswith("-"):
+            taking = False
+        elif taking:
+            forced.add(arg)
+    return forced
+
+
 def parse_job_counts(text: str) -> dict[str, int]:
     """The last 'Job stats' table of Snakemake output as {rule: count} ({} if none)."""
     counts: dict[str, int] = {}
