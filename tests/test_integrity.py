@@ -307,3 +307,18 @@ def test_missing_result_marks_what_was_built_from_it_outdated(results, tmp_path,
     assert [p.reason for p in report.repaired] == ["missing"]
     assert not consumer.exists() and not (res / "figures" / "plot.png").exists()
     assert (res / "clips" / "v.mkv").exists()  # upstream results stay
+
+
+def test_source_listing_changes_only_with_the_sources(tmp_path):
+    root, out = tmp_path / "UCF-101", tmp_path / "results" / "sources.json"
+    (root / "A").mkdir(parents=True)
+    (root / "A" / "v_A_g01_c01.avi").write_bytes(b"x")
+    assert I.update_source_listing(root, out)
+    stamp = out.stat().st_mtime_ns
+    assert not I.update_source_listing(root, out) and out.stat().st_mtime_ns == stamp
+    (root / "A" / "v_A_g02_c01.avi").write_bytes(b"y")  # a video added
+    assert I.update_source_listing(root, out)
+    assert sorted(json.loads(out.read_text())) == ["A/v_A_g01_c01.avi", "A/v_A_g02_c01.avi"]
+    (root / "A" / "v_A_g01_c01.avi").unlink()  # and one removed
+    assert I.update_source_listing(root, out)
+    assert list(json.loads(out.read_text())) == ["A/v_A_g02_c01.avi"]

@@ -79,6 +79,9 @@ AGGREGATE_DIR = f"{RESULTS}/aggregate"
 FIGURE_DIR = f"{RESULTS}/figures"
 SMOKE_DIR = f"{RESULTS}/smoke"
 LOGS = f"{RESULTS}/logs"
+# Every file under data.ucf_root (size, time): the manifest's input, rewritten by the
+# preflight only when it changes, so that videos added, removed or replaced are noticed.
+SOURCE_LISTING = f"{RESULTS}/sources.json"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 
 REPORT_PAGES = [
@@ -358,9 +361,11 @@ def check_intermediates():
     A dry run only reports."""
     from sora_tta import integrity
 
+    dry_run = wc.is_dry_run(sys.argv[1:])
+    if not DATA.synthetic_out and not dry_run and os.path.isdir(DATA.ucf_root):
+        integrity.update_source_listing(DATA.ucf_root, SOURCE_LISTING)
     if not os.path.exists(MANIFEST):
         return
-    dry_run = wc.is_dry_run(sys.argv[1:])
     forced = "encode_prompts" in wc.forced_rules(sys.argv[1:])
     found = integrity.check_intermediates(
         intermediates(), repair=not dry_run, prompts_forced=forced
@@ -378,7 +383,10 @@ def check_intermediates():
 def manifest_inputs(wildcards):
     if DATA.synthetic_out:
         return {"data": DATA.synthetic_out}
-    return {"splits": wc.split_list_files(config)}
+    inputs = {"splits": wc.split_list_files(config)}
+    if os.path.exists(SOURCE_LISTING):  # written by the preflight (not in a dry run)
+        inputs["sources"] = SOURCE_LISTING
+    return inputs
 
 
 def all_metrics(wildcards):

@@ -217,6 +217,33 @@ def add_restore_times(prompt_dir: str | os.PathLike[str], times: Mapping[str, in
         )
 
 
+# ---------------------------------------------------------------- the source listing
+def source_listing(root: str | os.PathLike[str]) -> dict[str, list[int]]:
+    """Every file under ``root``: {relative path: [size, mtime_ns]}."""
+    root = Path(root)
+    listing = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder, name)
+            stat = path.stat()
+            listing[path.relative_to(root).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return dict(sorted(listing.items()))
+
+
+def update_source_listing(root: str | os.PathLike[str], out: str | os.PathLike[str]) -> bool:
+    """Write the listing of ``root`` to ``out`` when it differs from the one there (an input
+    of the manifest: a video added, removed or replaced reruns the manifest). Returns
+    whether it was written; an unchanged listing keeps its file and time."""
+    listing = source_listing(root)
+    try:
+        if json.loads(Path(out).read_text()) == listing:
+            return False
+    except (OSError, ValueError):
+        pass
+    write_json_atomic(out, listing)
+    return True
+
+
 # ---------------------------------------------------------------- the preflight pass
 @dataclass(frozen=True)
 class Layout:
