@@ -346,8 +346,8 @@ def _check_prompts(inter: Intermediates, repair: bool, forced: bool) -> list[Pro
             continue
         videos = [v for v, row in inter.videos.items() if name in (row.prompt_file, NEGATIVE_FILE)]
         times[name] = oldest_mtime_ns(inter.generation_files(inter.methods, videos))
-        if reason == "missing" and times[name] is None:
-            continue  # nothing built from it yet: Snakemake runs the prompt checkpoint itself
+        if times[name] is None:
+            continue  # nothing built from it yet: its jobs read it (and name it) when they run
         action = "encode_prompts encodes it again" if forced else f"repair: {PROMPT_REPAIR}"
         problems.append(Problem(str(path), reason, action))
     if problems and repair:
