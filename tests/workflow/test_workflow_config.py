@@ -150,7 +150,7 @@ def test_paths_and_manifest_options():
         "data/ucfTrainTestlist/classInd.txt",
         "data/ucfTrainTestlist/testlist01.txt",
     ]
-    assert wc.manifest_options(real) == "--total 100 --max-per-group 1"
+    assert wc.manifest_options(real) == "--total 100 --max-per-group 1 --decode-check"
     real["selection"]["caption_overrides"] = "my captions.yaml"
     assert "--caption-overrides 'my captions.yaml'" in wc.manifest_options(real)
     ckpt = wc.checkpoint_paths(real)
