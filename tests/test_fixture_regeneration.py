@@ -16,11 +16,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 CHECKOUT_VARIABLE = "SORA_TTA_REFERENCE_CHECKOUT"
-FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures" / "reference"
 
 
-def _load_regenerate():
-    path = FIXTURES_DIR / "regenerate.py"
+def _load_regenerate(fixtures_dir: Path):
+    path = fixtures_dir / "regenerate.py"
     spec = importlib.util.spec_from_file_location("regenerate_fixtures", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -28,17 +27,17 @@ def _load_regenerate():
     return module
 
 
-def test_every_committed_fixture_is_listed_by_the_script():
-    regenerate = _load_regenerate()
-    committed = {p.name for p in FIXTURES_DIR.iterdir() if p.suffix in {".json", ".safetensors"}}
+def test_every_committed_fixture_is_listed_by_the_script(fixtures_dir: Path):
+    regenerate = _load_regenerate(fixtures_dir)
+    committed = {p.name for p in fixtures_dir.iterdir() if p.suffix in {".json", ".safetensors"}}
     assert committed == set(regenerate.FIXTURE_FILES)
 
 
-def test_compare_catches_a_changed_tensor(tmp_path: Path):
-    regenerate = _load_regenerate()
+def test_compare_catches_a_changed_tensor(fixtures_dir: Path, tmp_path: Path):
+    regenerate = _load_regenerate(fixtures_dir)
     for name in regenerate.FIXTURE_FILES:
-        shutil.copy(FIXTURES_DIR / name, tmp_path / name)
-    assert max(regenerate.compare(FIXTURES_DIR, tmp_path).values()) == 0.0
+        shutil.copy(fixtures_dir / name, tmp_path / name)
+    assert max(regenerate.compare(fixtures_dir, tmp_path).values()) == 0.0
     path = tmp_path / "mmdit_tiny_forward.safetensors"
     with safe_open(path, "pt") as handle:
         metadata = handle.metadata()
@@ -46,11 +45,11 @@ def test_compare_catches_a_changed_tensor(tmp_path: Path):
     tensors["output"] = tensors["output"] + 2e-6
     save_file(tensors, path, metadata=metadata)
     with pytest.raises(AssertionError, match=r"mmdit_tiny_forward\.safetensors: max abs"):
-        regenerate.compare(FIXTURES_DIR, tmp_path)
+        regenerate.compare(fixtures_dir, tmp_path)
 
 
 @pytest.mark.slow
-def test_regenerated_fixtures_equal_committed(tmp_path: Path):
+def test_regenerated_fixtures_equal_committed(fixtures_dir: Path, tmp_path: Path):
     checkout = os.environ.get(CHECKOUT_VARIABLE)
     if not checkout:
         pytest.skip(
@@ -59,7 +58,7 @@ def test_regenerated_fixtures_equal_committed(tmp_path: Path):
             "(see tests/fixtures/reference/README.md)"
         )
     pytest.importorskip("einops", reason="the reference modules import einops: pip install einops")
-    regenerate = _load_regenerate()
+    regenerate = _load_regenerate(fixtures_dir)
     regenerate.regenerate(Path(checkout), tmp_path)
-    differences = regenerate.compare(tmp_path, FIXTURES_DIR, atol=1e-6)
+    differences = regenerate.compare(tmp_path, fixtures_dir, atol=1e-6)
     print("max abs difference per fixture:", differences)
