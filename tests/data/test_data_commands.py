@@ -79,6 +79,27 @@ def test_manifest_is_reproducible_and_group_limited(
     assert set(frame["group"]) <= {1, 3}  # split 2 tests group 2
 
 
+def test_manifest_excludes_listed_videos_with_their_reason(
+    run_cli: Run, small_tree: SyntheticTree, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("v_Archery_g01_c02\nv_ApplyEyeMakeup_g01_c01\n")
+    out = tmp_path / "m.csv"
+    code, _, err = run_cli(
+        ["manifest", "--ucf-root", small_tree.videos, "--splits-dir", small_tree.splits,
+         "--list", listing, "--expected-size", "any", "--num-frames", 33, "--out", out,
+         "--exclude", '{"v_Archery_g01_c02": "diverges with every variant", "v_Nope": "x"}']
+    )  # fmt: skip
+    assert code == 0, err
+    frame = read_manifest(out).set_index("video_id")
+    assert frame.loc["v_Archery_g01_c02", "status"] == "excluded"
+    assert frame.loc["v_Archery_g01_c02", "reason"] == (
+        "excluded by the configuration: diverges with every variant"
+    )
+    assert frame.loc["v_ApplyEyeMakeup_g01_c01", "status"] == "ok"
+    assert "not in the selection: v_Nope" in caplog.text
+
+
 def test_manifest_list_and_overrides(
     run_cli: Run, small_tree: SyntheticTree, tmp_path: Path
 ) -> None:

@@ -129,6 +129,36 @@ def test_decode_check_catches_damaged_payload(small_tree: SyntheticTree, tmp_pat
     assert good.ok
 
 
+def scatter_payload(source: Path, target: Path, fraction: float = 0.1) -> None:
+    """Random bytes over ``fraction`` of the packets' payload (container, index and each
+    packet's first bytes intact): decoding conceals the damage instead of failing."""
+    import av
+
+    data = bytearray(source.read_bytes())
+    with av.open(str(source)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size > 0]
+    offsets = np.concatenate([np.arange(pos + 8, pos + size) for pos, size in packets[1:]])
+    rng = np.random.default_rng(0)
+    for offset in rng.choice(offsets, int(len(offsets) * fraction), replace=False):
+        data[offset] = int(rng.integers(0, 256))
+    target.write_bytes(bytes(data))
+
+
+def test_decode_check_flags_concealed_payload_damage(
+    small_tree: SyntheticTree, tmp_path: Path
+) -> None:
+    from sora_tta.data.video import VideoReadError, read_frames
+
+    path = tmp_path / "scattered.avi"
+    scatter_payload(video(small_tree, "v_Archery_g02_c01"), path)
+    assert probe_video(path, min_frames=33, expected_size=SIZE).ok  # metadata intact
+    checked = probe_video(path, min_frames=33, expected_size=SIZE, decode_check=True)
+    assert checked.status == "unreadable"
+    assert "is damaged (the decoder concealed errors)" in checked.reason
+    with pytest.raises(VideoReadError, match=r"scattered\.avi: frame \d+ is damaged"):
+        read_frames(path)  # and preprocessing refuses it as ground truth
+
+
 def test_not_a_video(tmp_path: Path) -> None:
     path = tmp_path / "notes.avi"
     path.write_text("hello, this is not a video\n" * 20)
@@ -137,7 +167,7 @@ def test_not_a_video(tmp_path: Path) -> None:
 
 
 def test_statuses_are_documented() -> None:
-    assert STATUSES == ("ok", "too_short", "unreadable", "missing", "bad_size")
+    assert STATUSES == ("ok", "too_short", "unreadable", "missing", "bad_size", "excluded")
 
 
 def test_directory_is_missing(tmp_path: Path) -> None:

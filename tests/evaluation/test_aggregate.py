@@ -285,3 +285,57 @@ def test_aggregate_command(fake_results: Path, cli) -> None:
     argv[argv.index("baseline,VAR1")] = "baseline,VAR2"
     with pytest.raises(CommandError, match="VAR2"):
         cli(argv)
+
+
+def _add_failure(root: Path, method: str, video: str) -> None:
+    path = root / "metrics" / method / f"{CLASSES[video]}.json"
+    data = json.loads(path.read_text())
+    data["records"] = [r for r in data["records"] if r["video"] != video]
+    data.setdefault("failures", []).append(
+        {"video": video, "method": method, "class": CLASSES[video], "stage": "adapt",
+         "error": "non-finite loss"}
+    )  # fmt: skip
+    path.write_text(json.dumps(data))
+
+
+def test_failures_are_counted_and_their_pairs_dropped(fake_results: Path) -> None:
+    _add_failure(fake_results, "VAR1", "v3")
+    _add_failure(fake_results, "baseline", "v1")
+    tables = _aggregate(fake_results)
+    failures = tables["failures.csv"]
+    assert sorted(zip(failures["method"], failures["video"], strict=True)) == [
+        ("VAR1", "v3"),
+        ("baseline", "v1"),
+    ]
+    row = _row(tables["paired.csv"], method="VAR1", segment="continuation", metric="psnr")
+    assert row["n_shared_videos"] == 2  # v2, v4
+    assert row["n_dropped_pairs"] == 2
+    assert row["dropped_pairs"] == "1 failed with VAR1; 1 failed with baseline"
+    assert "## Failed generations" in tables["summary.md"]
+    assert "| VAR1 | 1 | 2 |" in tables["summary.md"]
+
+
+def test_variant_that_always_fails_leaves_the_others(fake_results: Path) -> None:
+    for video in CLASSES:
+        _add_failure(fake_results, "VAR1", video)
+    tables = _aggregate(fake_results)
+    assert set(tables["summary.csv"]["method"]) == {"baseline"}
+    assert len(tables["failures.csv"]) == len(CLASSES)
+    assert "| VAR1 | 5 |" in tables["summary.md"]
+
+
+def test_baseline_that_always_fails_is_an_error(fake_results: Path) -> None:
+    for video in BASE_PSNR:
+        _add_failure(fake_results, "baseline", video)
+    (fake_results / "metrics" / "baseline" / "B.json").write_text(
+        (fake_results / "metrics" / "baseline" / "B.json").read_text()
+    )
+    manifest_videos = {v: c for v, c in CLASSES.items() if v in BASE_PSNR}
+    config = AggregateConfig(("baseline", "VAR1"), "baseline", BootstrapConfig(n_resamples=50))
+    manifest = fake_results / "manifest.csv"
+    manifest.write_text(
+        "video_id,class_name,status\n"
+        + "".join(f"{v},{c},ok\n" for v, c in manifest_videos.items())
+    )
+    with pytest.raises(AggregateError, match="every generation of the baseline failed"):
+        run_aggregate(fake_results / "metrics", fake_results / "agg", config, None, manifest)

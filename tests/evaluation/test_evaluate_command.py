@@ -123,3 +123,27 @@ def test_list_lengths_and_ids_are_checked(tmp_path, cli) -> None:
         cli(_argv([clip, clip], [clip], tmp_path / "o.json"))
     with pytest.raises(CommandError, match="video ids repeated"):
         cli(_argv([clip, clip], [clip, clip], tmp_path / "o.json", videos=["v1", "v1"]))
+
+
+def test_failed_generations_are_recorded_not_evaluated(tmp_path, cli, write_clip, moving_clip):
+    """meta.json inputs: an 'ok' one is evaluated from the video next to it, a 'failed' one
+    becomes a failure entry (the file is still written)."""
+    frames = moving_clip(0)
+    refs = [write_clip(tmp_path / f"ref{i}.mkv", frames) for i in range(2)]
+    good, bad = tmp_path / "gen" / "a", tmp_path / "gen" / "b"
+    write_clip(good / "video.mkv", frames)
+    (good / "meta.json").write_text('{"outcome": "ok"}')
+    bad.mkdir(parents=True)
+    (bad / "meta.json").write_text(
+        '{"outcome": "failed", "stage": "adapt", "error": "non-finite loss at step 3"}'
+    )
+    out = tmp_path / "metrics.json"
+    videos = ["v_Test_g01_c01", "v_Test_g02_c01"]
+    assert cli(_argv([good / "meta.json", bad / "meta.json"], refs, out, videos=videos)) == 0
+    data = read_json(out)
+    assert [r["video"] for r in data["records"]] == ["v_Test_g01_c01"]
+    assert data["records"][0]["generated"] == str(good / "video.mkv")
+    assert data["failures"] == [
+        {"video": "v_Test_g02_c01", "method": "baseline", "class": "Test", "stage": "adapt",
+         "error": "non-finite loss at step 3"}
+    ]  # fmt: skip

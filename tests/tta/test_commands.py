@@ -57,6 +57,17 @@ def test_generate_command_baseline_and_adapted(generate_args, tmp_path) -> None:
     )
 
 
+def test_diverging_generation_exits_0_with_a_failed_outcome(generate_args, tmp_path, caplog):
+    """A deterministic failure is the video's result: recorded, exit 0, so it is not retried."""
+    adapt = {"rank": 2, "steps": 8, "warmup_steps": 0, "lr": 1e30}
+    out = tmp_path / "boom"
+    assert main(generate_args("boom", out, adapt=adapt)) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["outcome"] == "failed" and meta["stage"] == "adapt"
+    assert not (out / "video.mkv").exists()
+    assert "recorded as a failed outcome" in caplog.text
+
+
 def test_generate_command_rejects_bad_configs(generate_args, tmp_path, capsys) -> None:
     argv = generate_args("tta", tmp_path / "o", adapt={"rank": 4, "learning_rate": 1e-3})
     assert main(argv) == 1

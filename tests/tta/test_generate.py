@@ -123,7 +123,7 @@ def test_two_videos_in_one_process_match_fresh_runs(
     )
 
 
-def test_divergence_writes_failure_and_no_outputs(bundle, request_for) -> None:
+def test_divergence_is_a_final_outcome_without_video(bundle, request_for) -> None:
     request = request_for(
         "v_a", "boom", AdaptConfig(rank=4, steps=20, warmup_steps=0, lr=1e30, checkpoint_every=1)
     )
@@ -133,11 +133,13 @@ def test_divergence_writes_failure_and_no_outputs(bundle, request_for) -> None:
         GenerationError, match=r"v_a \(boom\): non-finite .* at adaptation step \d+ \(loss="
     ) as info:
         gen.generate(request, bundle=bundle)
-    assert info.value.exit_code == 1
-    assert _listing(request.out_dir) == {"failure.json"}
+    assert info.value.exit_code == 1 and info.value.final
+    assert _listing(request.out_dir) == {"failure.json", "meta.json"}
     failure = json.loads((request.out_dir / "failure.json").read_text())
     assert failure["stage"] == "adapt" and failure["video_id"] == "v_a" and failure["step"] >= 1
     assert "loss" in failure and "non-finite" in failure["error"]
+    meta = json.loads((request.out_dir / "meta.json").read_text())
+    assert meta == {**failure, "outcome": "failed"}
 
 
 def test_sampling_config_checks() -> None:

@@ -126,8 +126,14 @@ def method_ids(workdir: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A completed run of the default (demo) configuration; treat it as read-only."""
+    """A completed run of the default (demo) configuration; treat it as read-only.
+
+    ``SORA_TTA_DEMO_RUN=<folder of a finished demo run>`` starts from a copy of that run
+    instead (brought up to date first): for rerunning a few slow tests while developing.
+    """
     workdir = tmp_path_factory.mktemp("demo-run")
+    if os.environ.get("SORA_TTA_DEMO_RUN"):
+        workdir = copy_run(Path(os.environ["SORA_TTA_DEMO_RUN"]), workdir / "run")
     snakemake(workdir, "--cores", "2", timeout=DEMO_TIMEOUT)
     return workdir
 

@@ -191,6 +191,7 @@ def test_smoke_target_needs_only_checkpoints(real_study, tmp_path):
     _, config, _ = real_study
     data = yaml.safe_load(config.read_text())
     data["data"] = {"ucf_root": str(tmp_path / "nowhere"), "splits_dir": str(tmp_path / "no")}
+    data["allow_paths_outside_workdir"] = True  # the stand-in's checkpoints are elsewhere
     smoke_config = tmp_path / "smoke.yaml"
     smoke_config.write_text(yaml.safe_dump(data))
     env = workflow_env(TORCH_HOME=str(tmp_path / "empty-torch-home"))

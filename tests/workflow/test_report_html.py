@@ -21,7 +21,7 @@ FIGURES = {
     "loss_curves.png",
     "strip.html",
 }
-TABLES = {"summary.html", "paired.html", "per_class.html", "cost.html"}
+TABLES = {"summary.html", "paired.html", "per_class.html", "cost.html", "failures.html"}
 OTHERS = {"methods.html", "manifest.html", "long.csv"}
 
 

@@ -150,7 +150,7 @@ def test_paths_and_manifest_options():
         "data/ucfTrainTestlist/classInd.txt",
         "data/ucfTrainTestlist/testlist01.txt",
     ]
-    assert wc.manifest_options(real) == "--total 100 --max-per-group 1"
+    assert wc.manifest_options(real) == "--total 100 --max-per-group 1 --decode-check"
     real["selection"]["caption_overrides"] = "my captions.yaml"
     assert "--caption-overrides 'my captions.yaml'" in wc.manifest_options(real)
     ckpt = wc.checkpoint_paths(real)
@@ -320,3 +320,48 @@ def validate_with_defaults(config: dict) -> None:
     from snakemake.utils import validate
 
     validate(config, str(wc.SCHEMA_PATH))
+
+
+def test_paths_outside_the_working_directory_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load("demo.yaml")
+    config["checkpoints"]["dir"] = "../outside"
+    config["data"]["synthetic"]["out"] = str(tmp_path / "inside" / "ucf")  # absolute, inside
+    problems = wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    assert problems == [
+        f"checkpoints.dir: '../outside' is outside the working directory {tmp_path.resolve()} "
+        "(set allow_paths_outside_workdir: true if that is intended)"
+    ]
+    config["allow_paths_outside_workdir"] = True
+    assert wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES) == []
+
+
+def test_yaml_1_1_exponent_gets_explained():
+    config = load("demo.yaml")
+    config["adapt"]["lr"] = yaml.safe_load("lr: 1.0e10")["lr"]
+    assert config["adapt"]["lr"] == "1.0e10"  # PyYAML (YAML 1.1) reads a string
+    (problem,) = wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    assert problem.startswith("adapt.lr: '1.0e10' is not of type 'number'")
+    assert "YAML 1.1" in problem and "1.0e+10" in problem
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["-n"], True),
+        (["--cores", "2", "-np"], True),
+        (["--dry-run"], True),
+        (["--cores", "2"], False),
+        (["--config", "name=-n"], False),
+        (["all", "-p", "--", "-n"], False),
+    ],
+)
+def test_dry_run_is_read_from_the_command_line(argv, expected):
+    assert wc.is_dry_run(argv) is expected
+
+
+def test_forced_rules_are_read_from_the_command_line():
+    argv = ["--cores", "2", "--forcerun", "encode_prompts", "plot", "-p", "all"]
+    assert wc.forced_rules(argv) == {"encode_prompts", "plot"}
+    assert wc.forced_rules(["-R", "encode_prompts"]) == {"encode_prompts"}
+    assert wc.forced_rules(["all"]) == set()

@@ -9,6 +9,7 @@ import inspect
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 
@@ -70,12 +71,17 @@ CLIP_SIDECAR = f"{RESULTS}/clips/{{video}}.json"
 PROMPT_DIR = f"{RESULTS}/prompts"
 NEGATIVE = f"{PROMPT_DIR}/negative.safetensors"
 METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
-GEN_VIDEO = f"{RESULTS}/generations/{{method}}/{{video}}/video.mkv"
+GEN_DIR = f"{RESULTS}/generations/{{method}}/{{video}}"
+GEN_VIDEO = f"{GEN_DIR}/video.mkv"
+GEN_META = f"{GEN_DIR}/meta.json"  # the generation jobs' output: the outcome record
 METRICS = f"{RESULTS}/metrics/{{method}}/{{class_name}}.json"
 AGGREGATE_DIR = f"{RESULTS}/aggregate"
 FIGURE_DIR = f"{RESULTS}/figures"
 SMOKE_DIR = f"{RESULTS}/smoke"
 LOGS = f"{RESULTS}/logs"
+# Every file under data.ucf_root (size, time): the manifest's input, rewritten by the
+# preflight only when it changes, so that videos added, removed or replaced are noticed.
+SOURCE_LISTING = f"{RESULTS}/sources.json"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 
 REPORT_PAGES = [
@@ -83,6 +89,7 @@ REPORT_PAGES = [
     "paired",
     "per_class",
     "cost",
+    "failures",
     "methods",
     "manifest",
     "strip",
@@ -286,7 +293,7 @@ def class_generations(wildcards):
     prompts were (re)encoded and an unchanged generation does not look updated."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
     videos = manifest_index().class_videos(wildcards.class_name)
-    return [GEN_VIDEO.format(method=wildcards.method, video=v) for v in videos]
+    return [GEN_META.format(method=wildcards.method, video=v) for v in videos]
 
 
 @cached_signature
@@ -309,11 +316,77 @@ def method_settings(method):
     return wc.method_settings(config, method, adapt)
 
 
+# ---------------------------------------------------------------- intermediates
+def intermediates():
+    """What the existing manifest and the configuration say the intermediates must be."""
+    from sora_tta import integrity
+    from sora_tta.evaluation.aggregate import OUTPUT_FILES
+
+    index = ManifestIndex(MANIFEST)
+    layout = integrity.Layout(
+        method_file=METHOD_CONFIG,
+        clip=CLIP,
+        sidecar=CLIP_SIDECAR,
+        prompt_dir=PROMPT_DIR,
+        generation_dir=GEN_DIR,
+        metrics=METRICS,
+        verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
+        aggregate_files=tuple(f"{AGGREGATE_DIR}/{name}" for name in OUTPUT_FILES),
+        final_files=tuple(study_outputs()),
+    )
+    videos = {
+        v: integrity.Video(
+            class_name=index.rows[v]["class_name"],
+            source=index.rows[v]["source_path"],
+            prompt_file=f"{index.prompt_id(v)}.safetensors",
+        )
+        for v in index.usable
+    }
+    return integrity.Intermediates(
+        layout=layout,
+        methods={m: method_settings(m) for m in METHODS},
+        videos=videos,
+        method_inputs=(CKPT.mmdit, CKPT.vae),
+        preprocess_command=(
+            "sora-tta",
+            "preprocess",
+            *shlex.split(wc.preprocess_options(config)),
+        ),
+    )
+
+
+def check_intermediates():
+    """Before any job is scheduled: repair corrupt derivable intermediates (so that nothing
+    built from them reruns) or stop with one message naming each file (sora_tta.integrity).
+    A dry run only reports."""
+    from sora_tta import integrity
+
+    dry_run = wc.is_dry_run(sys.argv[1:])
+    if not DATA.synthetic_out and not dry_run and os.path.isdir(DATA.ucf_root):
+        integrity.update_source_listing(DATA.ucf_root, SOURCE_LISTING)
+    if not os.path.exists(MANIFEST):
+        return
+    forced = "encode_prompts" in wc.forced_rules(sys.argv[1:])
+    found = integrity.check_intermediates(
+        intermediates(), repair=not dry_run, prompts_forced=forced
+    )
+    for problem in found.repaired:
+        print(f"preflight: {problem.describe()}", file=sys.stderr)
+    if dry_run:
+        for problem in found.unrepaired:
+            print(f"preflight (dry run): {problem.describe()}", file=sys.stderr)
+    elif found.unrepaired:
+        raise WorkflowError(found.message())
+
+
 # ---------------------------------------------------------------- inputs built in the DAG
 def manifest_inputs(wildcards):
     if DATA.synthetic_out:
         return {"data": DATA.synthetic_out}
-    return {"splits": wc.split_list_files(config)}
+    inputs = {"splits": wc.split_list_files(config)}
+    if os.path.exists(SOURCE_LISTING):  # written by the preflight (not in a dry run)
+        inputs["sources"] = SOURCE_LISTING
+    return inputs
 
 
 def all_metrics(wildcards):
@@ -331,3 +404,8 @@ def study_outputs():
     return [f"{FIGURE_DIR}/{f}.png" for f in FIGURES] + [
         f"{RESULTS}/report/{page}.html" for page in REPORT_PAGES
     ]
+
+
+# Last: it uses the layout and functions above.
+if config["preflight"] and workflow.is_main_process:
+    check_intermediates()

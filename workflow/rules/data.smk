@@ -23,7 +23,7 @@ if DATA.synthetic_out:
             seed=config["data"]["synthetic"]["seed"],
             broken="" if config["data"]["synthetic"]["broken"] else "--no-broken",
         shell:
-            "sora-tta make-synthetic-ucf101 {output} --classes {params.classes}"
+            "sora-tta make-synthetic-ucf101 {output:q} --classes {params.classes}"
             " --per-class {params.per_class} --frames {params.frames} --seed {params.seed}"
             " {params.broken} > {log} 2>&1"
 
@@ -52,7 +52,7 @@ if config["checkpoints"].get("tiny") is not None:
             root=lambda wildcards, output: os.path.dirname(output.mmdit),
             seed=config["checkpoints"]["tiny"]["seed"],
         shell:
-            "sora-tta make-tiny-checkpoints {params.root} --seed {params.seed} > {log} 2>&1"
+            "sora-tta make-tiny-checkpoints {params.root:q} --seed {params.seed} > {log} 2>&1"
 
 
 checkpoint manifest:

@@ -37,7 +37,8 @@ rule evaluate:
 # loss.csv: they come from the same jobs as the videos the metrics need, so depending on
 # every metrics file covers them (and saves 50,000 file lookups in the full-size DAG).
 rule aggregate:
-    """Long, summary, paired, per-class and cost tables over every usable video and method."""
+    """Long, summary, paired, per-class, cost and failure tables over every usable video and
+    method (a video whose generation failed for good is left out for that method)."""
     input:
         metrics=all_metrics,
         manifest=MANIFEST,
@@ -46,6 +47,7 @@ rule aggregate:
         paired=f"{AGGREGATE_DIR}/paired.csv",
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
+        failures=f"{AGGREGATE_DIR}/failures.csv",
         long=report(
             f"{AGGREGATE_DIR}/long.csv",
             caption="../report/long.rst",

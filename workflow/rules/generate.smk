@@ -91,6 +91,11 @@ checkpoint encode_prompts:
         " --device {params.device} --dtype {params.dtype} > {log} 2>&1"
 
 
+# The declared output is meta.json, the record of the video's outcome: "ok" (video.mkv, and
+# loss.csv for TTA, written before it) or "failed" for a deterministic failure (divergence,
+# non-finite samples), which is final: the job exits 0, and evaluation goes ahead without
+# that video. The preflight removes an "ok" record whose video is missing, so the plain
+# command rebuilds it. Transient failures (preemption, out of memory) exit non-zero: retried.
 rule generate_baseline:
     """Continuation without adaptation."""
     input:
@@ -99,8 +104,7 @@ rule generate_baseline:
         negative=ancient(NEGATIVE),
         method=METHOD_CONFIG.replace("{method}", BASELINE),
     output:
-        video=f"{RESULTS}/generations/{BASELINE}/{{video}}/video.mkv",
-        meta=f"{RESULTS}/generations/{BASELINE}/{{video}}/meta.json",
+        meta=GEN_META.replace("{method}", BASELINE),
     log:
         log_path("generate_baseline", "{video}"),
     benchmark:
@@ -117,7 +121,7 @@ rule generate_baseline:
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
-        " --negative-embedding {input.negative} --out-dir $(dirname {output.video})"
+        " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
         " {params.options} > {log} 2>&1"
 
 
@@ -132,9 +136,7 @@ rule generate_tta:
         negative=ancient(NEGATIVE),
         method=METHOD_CONFIG.replace("{method}", "{variant}"),
     output:
-        video=f"{RESULTS}/generations/{{variant}}/{{video}}/video.mkv",
-        meta=f"{RESULTS}/generations/{{variant}}/{{video}}/meta.json",
-        loss=f"{RESULTS}/generations/{{variant}}/{{video}}/loss.csv",
+        meta=GEN_META.replace("{method}", "{variant}"),
     log:
         log_path("generate_tta", "{variant}/{video}"),
     benchmark:
@@ -151,5 +153,5 @@ rule generate_tta:
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
-        " --negative-embedding {input.negative} --out-dir $(dirname {output.video})"
+        " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
         " {params.options} > {log} 2>&1"

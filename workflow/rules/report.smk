@@ -10,6 +10,7 @@ TABLE_PAGES = {
     "paired": "Each variant vs the baseline (paired)",
     "per_class": "Mean metrics per class",
     "cost": "Cost per method",
+    "failures": "Failed generations (left out of the tables)",
     "methods": "Methods and their parameters",
     "manifest": "Manifest: selected videos and their status",
 }
@@ -22,6 +23,7 @@ rule report_pages:
         paired=f"{AGGREGATE_DIR}/paired.csv",
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
+        failures=f"{AGGREGATE_DIR}/failures.csv",
         methods=f"{RESULTS}/methods/methods.tsv",
         manifest=MANIFEST,
         strip=f"{FIGURE_DIR}/strip.gif",
@@ -49,6 +51,12 @@ rule report_pages:
             caption="../report/cost.rst",
             category="Tables",
             labels={"table": "cost"},
+        ),
+        failures=report(
+            f"{REPORT_DIR}/failures.html",
+            caption="../report/failures.rst",
+            category="Tables",
+            labels={"table": "failures"},
         ),
         methods=report(
             f"{REPORT_DIR}/methods.html",

@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as err:
         print(f"sora-tta {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # I/O failure: one line naming the file, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"sora-tta {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # mkstemp creates 0600 files; give results the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        # Name the file the user asked for, not the temporary one (disk full, quota, ...).
+        raise OSError(err.errno, f"cannot write ({err.strerror or err})", str(path)) from err
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -13,6 +13,7 @@ Everything here is pure Python without torch, so the workflow can import it whil
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shlex
@@ -103,7 +104,55 @@ def _describe(error: jsonschema.ValidationError) -> str:
     message = f"{where}: {error.message}"
     if description:
         message += f" ({' '.join(str(description).split())})"
+    if error.validator == "type" and _looks_like_exponent(error.instance):
+        message += (
+            f"; YAML 1.1, which Snakemake reads, takes {error.instance!r} for a string: "
+            "write the exponent with a dot and a sign (1.0e+10) or the plain number"
+        )
     return message
+
+
+def _looks_like_exponent(value: Any) -> bool:
+    if not isinstance(value, str) or "e" not in value.lower():
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: Configuration keys holding paths (read, or written by the demo's rules).
+PATH_KEYS = (
+    ("data", "ucf_root"),
+    ("data", "splits_dir"),
+    ("data", "synthetic", "out"),
+    ("checkpoints", "dir"),
+    ("selection", "list"),
+    ("selection", "caption_overrides"),
+)
+
+
+def outside_paths(
+    config: Mapping[str, Any], workdir: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """The path keys of ``config`` that lead outside ``workdir`` (default: the current
+    folder, which is Snakemake's --directory), as problem lines."""
+    root = Path(workdir or os.getcwd()).resolve()
+    problems = []
+    for keys in PATH_KEYS:
+        value: Any = config
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if not isinstance(value, str) or not value:
+            continue
+        resolved = (root / value).resolve()
+        if resolved != root and root not in resolved.parents:
+            problems.append(
+                f"{'.'.join(keys)}: {value!r} is outside the working directory {root} "
+                "(set allow_paths_outside_workdir: true if that is intended)"
+            )
+    return problems
 
 
 def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -158,6 +207,8 @@ def semantic_problems(
         problems.append(f"smoke.cond_frames ({cond}) must be below smoke.frames ({total})")
     adapt = _section(config, "adapt")
     problems += [f"adapt: {p}" for p in adapt_cross_field_problems(adapt)]
+    if config.get("allow_paths_outside_workdir") is not True:
+        problems += outside_paths(config)
     if rule_names is not None:
         known = set(rule_names)
         unknown = sorted(set(_section(_section(config, "resources"), "rules")) - known)
@@ -317,6 +368,7 @@ def manifest_options(config: Mapping[str, Any]) -> str:
             "--list": selection.get("list"),
             "--caption-overrides": selection.get("caption_overrides"),
             "--decode-check": bool(selection.get("decode_check")),
+            "--exclude": json.dumps(selection["exclude"]) if selection.get("exclude") else None,
         }
     )
 
@@ -634,6 +686,34 @@ def preflight_report(requirements: Iterable[Requirement], source: str) -> str:
     lines = [f"found {req.describe()}" for req in requirements]
     lines.append(f"preflight: all {len(requirements)} required inputs present ({source})")
     return "\n".join(lines) + "\n"
+
+
+def is_dry_run(argv: Iterable[str]) -> bool:
+    """Whether a snakemake command line asks for a dry run (``-n``, also combined as in
+    ``-np``, ``--dry-run``, ``--dryrun``, ``--just-print``). Snakemake decides its executor
+    only after the Snakefile is read, so the preflight has to read the command line."""
+    for arg in argv:
+        if arg == "--":
+            break
+        if arg in ("--dry-run", "--dryrun", "--just-print"):
+            return True
+        if re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", arg):
+            return True
+    return False
+
+
+def forced_rules(argv: Iterable[str]) -> set[str]:
+    """The targets named after ``-R`` / ``--forcerun`` on a snakemake command line."""
+    forced: set[str] = set()
+    taking = False
+    for arg in argv:
+        if arg in ("-R", "--forcerun"):
+            taking = True
+        elif arg.startswith("-"):
+            taking = False
+        elif taking:
+            forced.add(arg)
+    return forced
 
 
 def parse_job_counts(text: str) -> dict[str, int]:

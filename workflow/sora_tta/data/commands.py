@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 from pathlib import Path
@@ -197,13 +198,35 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
         "--decode-check", action="store_true", help="also decode the needed frames (slower)"
     )
     p.add_argument("--jobs", type=positive_int, default=1, help="probing threads (default 1)")
+    p.add_argument(
+        "--exclude",
+        type=_exclusions,
+        default={},
+        metavar="JSON",
+        help='videos to leave out, with reasons: {"v_X_g01_c01": "why"} (status excluded)',
+    )
     p.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     p.set_defaults(func=_run_manifest)
 
 
+def _exclusions(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from err
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise argparse.ArgumentTypeError("expected a JSON object {video id: reason}")
+    return data
+
+
 def _run_manifest(args: argparse.Namespace) -> int:
     from sora_tta.data.captions import DEFAULT_TEMPLATE, Captioner, CaptionError, read_overrides
-    from sora_tta.data.manifest import ProbeSettings, build_manifest, write_manifest
+    from sora_tta.data.manifest import (
+        ProbeSettings,
+        build_manifest,
+        exclude_videos,
+        write_manifest,
+    )
     from sora_tta.data.ucf101 import (
         SelectionConfig,
         SplitError,
@@ -235,6 +258,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
     min_frames = args.min_frames or args.start_frame + args.num_frames
     settings = ProbeSettings(min_frames, args.expected_size, args.decode_check, args.jobs)
     frame = build_manifest(chosen, args.ucf_root, captioner, args.split, args.subset, settings)
+    frame = exclude_videos(frame, args.exclude)
     try:
         write_manifest(frame, args.out)
     except OSError as err:

@@ -9,8 +9,9 @@ with its status and reason.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from sora_tta.data.captions import Captioner
 from sora_tta.data.probe import STATUSES, UCF101_SIZE, ProbeResult, probe_video
 from sora_tta.data.ucf101 import VideoEntry
 from sora_tta.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = (
     "video_id", "class_name", "class_index", "caption", "split", "subset", "group", "clip",
@@ -93,6 +96,21 @@ def build_manifest(
         for entry, result in zip(entries, probes, strict=True)
     ]
     return _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
+
+
+def exclude_videos(frame: pd.DataFrame, reasons: Mapping[str, str]) -> pd.DataFrame:
+    """Mark the videos of ``reasons`` (video id -> why) ``excluded``, whatever their probe
+    said; ids that are not in the manifest are ignored (and logged)."""
+    unknown = sorted(set(reasons) - set(frame["video_id"]))
+    if unknown:
+        log.warning("excluded videos not in the selection: %s", ", ".join(unknown))
+    frame = frame.copy()
+    chosen = frame["video_id"].isin(list(reasons))
+    frame.loc[chosen, "status"] = "excluded"
+    frame.loc[chosen, "reason"] = [
+        f"excluded by the configuration: {reasons[v]}" for v in frame.loc[chosen, "video_id"]
+    ]
+    return frame
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import av
 
-STATUSES = ("ok", "too_short", "unreadable", "missing", "bad_size")
+#: Manifest statuses; ``excluded``: listed under ``selection.exclude`` by the user.
+STATUSES = ("ok", "too_short", "unreadable", "missing", "bad_size", "excluded")
 UCF101_SIZE = (320, 240)
 
 
@@ -98,11 +99,15 @@ def _frames_from_tail(
 
 
 def _count_decoded(path: Path, limit: int | None = None) -> tuple[int, str]:
-    """Number of frames that decode (up to ``limit``) and the error that stopped it, if any."""
+    """Number of frames that decode intact (up to ``limit``) and why decoding stopped, if
+    it did: a decoder error, or a frame the decoder flags as corrupt (it concealed damaged
+    payload, e.g. random bytes inside the packets, which no metadata shows)."""
     count = 0
     try:
         with av.open(str(path)) as container:
-            for _ in container.decode(video=0):
+            for frame in container.decode(video=0):
+                if frame.is_corrupt:
+                    return count, f"frame {count} is damaged (the decoder concealed errors)"
                 count += 1
                 if limit is not None and count >= limit:
                     break

@@ -19,6 +19,7 @@ from sora_tta.io import atomic_path
 
 LOSSLESS_CODEC = "ffv1"
 LOSSLESS_PIX_FMT = "bgr0"
+BITEXACT = {"fflags": "+bitexact"}
 
 
 class VideoReadError(RuntimeError):
@@ -31,7 +32,8 @@ def read_frames(
     """Decode frames ``start .. start + max_frames`` of ``path`` as a ``(T, H, W, 3)`` uint8 array.
 
     Raises :class:`VideoReadError` naming the file when it is missing, has no video
-    stream or cannot be decoded.
+    stream, cannot be decoded, or a frame is flagged corrupt by the decoder (damaged
+    payload that it concealed: such frames are not a trustworthy ground truth).
     """
     path = Path(path)
     if not path.is_file():
@@ -44,6 +46,8 @@ def read_frames(
             for index, frame in enumerate(container.decode(video=0)):
                 if index < start:
                     continue
+                if frame.is_corrupt:  # the decoder concealed damaged payload
+                    raise VideoReadError(f"{path}: frame {index} is damaged (corrupt payload)")
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
@@ -64,7 +68,12 @@ def write_lossless(path: str | os.PathLike[str], frames: np.ndarray, fps: float)
             f"{path}: expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}"
         )
     rate = fractions.Fraction(fps).limit_denominator(1001)
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="matroska") as container:
+    # bitexact: no random segment UID and no version strings, so the same frames always
+    # give the same bytes (a rebuilt clip does not look changed).
+    with (
+        atomic_path(path) as tmp,
+        av.open(str(tmp), mode="w", format="matroska", options=BITEXACT) as container,
+    ):
         stream = container.add_stream(LOSSLESS_CODEC, rate=rate)
         stream.width = frames.shape[2]
         stream.height = frames.shape[1]

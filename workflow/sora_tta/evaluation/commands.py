@@ -38,7 +38,13 @@ def register(subparsers: Any) -> None:
         "ground-truth clips (the LPIPS model is loaded once) and write one JSON file. Nothing "
         "is written unless every video can be evaluated; the error lists each bad file.",
     )
-    p.add_argument("--generated", required=True, nargs="+", help="generated clips (video.mkv)")
+    p.add_argument(
+        "--generated",
+        required=True,
+        nargs="+",
+        help="generated clips (video.mkv) or their generations' meta.json: a meta.json "
+        "whose outcome is 'failed' is recorded as a failure of that video, not evaluated",
+    )
     p.add_argument(
         "--reference",
         required=True,
@@ -131,9 +137,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     scorer = lpips_model.LpipsScorer(model, device=device)
 
-    records, errors = [], []
+    records, errors, failures = [], [], []
     for video, generated_path, reference_path in pairs:
         try:
+            failure, generated_path = generation_outcome(generated_path)
+            if failure is not None:
+                failures.append({"video": video, "method": args.method,
+                                 "class": args.class_name, **failure})  # fmt: skip
+                continue
             generated, reference = read_pair(generated_path, reference_path, args.num_frames)
         except ValueError as err:
             errors.append(str(err))
@@ -163,10 +174,38 @@ def evaluate_command(args: argparse.Namespace) -> int:
         "method": args.method,
         "class": args.class_name,
         "records": records,
+        "failures": failures,
     }
     write_json_atomic(args.out, data)
-    log.info("%d videos of %s / %s -> %s", len(records), args.method, args.class_name, args.out)
+    log.info(
+        "%d videos of %s / %s -> %s%s",
+        len(records),
+        args.method,
+        args.class_name,
+        args.out,
+        f" ({len(failures)} failed generations recorded)" if failures else "",
+    )
     return 0
+
+
+def generation_outcome(path: str) -> tuple[dict[str, Any] | None, str]:
+    """(the failure recorded by a generation, None if it succeeded; the path of its video).
+
+    ``path`` is a video.mkv, or the generation's meta.json (its video lies next to it)."""
+    from pathlib import Path
+
+    from sora_tta.io import read_json
+    from sora_tta.tta.generate import META_FILE, OUTCOME_FAILED, VIDEO_FILE
+
+    if Path(path).name != META_FILE:
+        return None, path
+    try:
+        meta = read_json(path)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror})") from err
+    if isinstance(meta, dict) and meta.get("outcome") == OUTCOME_FAILED:
+        return {"stage": meta.get("stage"), "error": meta.get("error")}, path
+    return None, str(Path(path).with_name(VIDEO_FILE))
 
 
 def read_pair(generated_path: str, reference_path: str, num_frames: int) -> tuple[Any, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,9 @@ def generate_command(args: argparse.Namespace) -> int:
         with preemption_signals() as stop:
             meta = generate(request, stop=stop)
     except GenerationError as err:
+        if err.final:  # recorded as this video's outcome: evaluation goes ahead without it
+            logger.warning("%s: recorded as a failed outcome in %s/meta.json", err, args.out_dir)
+            return 0
         raise CommandError(str(err), exit_code=err.exit_code) from err
     except (VideoReadError, FileNotFoundError, ValueError) as err:
         raise CommandError(str(err)) from err
@@ -161,6 +165,7 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
     """Encode the manifest's distinct prompts (and the negative prompt) that are not cached."""
     from sora_tta.data.manifest import ManifestError, read_manifest
     from sora_tta.devices import resolve_device, resolve_dtype
+    from sora_tta.integrity import RESTORE_TIMES_FILE, prompt_file_problem, read_restore_times
     from sora_tta.models import pipeline
     from sora_tta.models.text import save_prompt_embedding
     from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
@@ -182,7 +187,12 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
     }
     wanted = {f"{pid}.safetensors": text for pid, text in prompts.items()}
     wanted[NEGATIVE_FILE] = NEGATIVE_PROMPT
-    todo = {name: text for name, text in wanted.items() if not (args.out_dir / name).is_file()}
+    # Missing or damaged files are (re)encoded; intact ones are kept.
+    todo = {
+        name: text
+        for name, text in wanted.items()
+        if not (args.out_dir / name).is_file() or prompt_file_problem(args.out_dir / name)
+    }
     logger.info(
         "%d distinct prompts (+ negative) for %d videos; %d to encode",
         len(prompts),
@@ -198,10 +208,14 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
         encoders = pipeline.load_text_encoders_from(args.checkpoint_dir, device=device, dtype=dtype)
     except (FileNotFoundError, ValueError) as err:
         raise CommandError(str(err)) from err
+    restore = read_restore_times(args.out_dir)
     for name, text in sorted(todo.items()):
         txt, y_vec = encoders.encode([text])
         save_prompt_embedding(args.out_dir / name, text, txt.float(), y_vec.float())
         logger.debug("%s <- %s", name, json.dumps(text))
+        if name in restore:  # re-encoded after the preflight removed a damaged copy
+            os.utime(args.out_dir / name, ns=(restore[name], restore[name]))
+    (args.out_dir / RESTORE_TIMES_FILE).unlink(missing_ok=True)
     logger.info(
         "encoded %d prompts in %.1f s -> %s", len(todo), time.perf_counter() - start, args.out_dir
     )

@@ -3,12 +3,13 @@
 Only the first ``num_cond_frames`` (33) frames of the clip are read: neither the
 adaptation nor the sampler can see the frames the continuation is scored on.
 
-Outputs in ``out_dir`` (each written atomically; ``video.mkv`` last):
-``loss.csv`` (adapted runs), ``adapter.safetensors`` (on request), ``meta.json``,
-``video.mkv``. A failed run writes ``failure.json`` instead and no final output;
-outputs of an earlier run in the same folder are removed first, so the folder never
-mixes two runs. The resume state (``resume/state.pt``) is deleted once the final
-outputs exist.
+Outputs in ``out_dir`` (each written atomically; ``meta.json`` last, with ``outcome``
+``ok``): ``loss.csv`` (adapted runs), ``adapter.safetensors`` (on request), ``video.mkv``,
+``meta.json``. A failed run writes ``failure.json`` instead and no final output, except
+for deterministic failures (divergence, non-finite samples), whose ``meta.json`` records
+``outcome: failed`` as the video's final result; outputs of an earlier run in the same
+folder are removed first, so the folder never mixes two runs. The resume state
+(``resume/state.pt``) is deleted once the final outputs exist.
 
 Seeds: the sampling noise depends on (global seed, video id) only, so the baseline and
 every variant start from the same noise for a video; the adaptation draws depend on
@@ -65,6 +66,8 @@ FAILURE_FILE = "failure.json"
 FINAL_OUTPUTS = (VIDEO_FILE, META_FILE, LOSS_FILE, ADAPTER_FILE)
 LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "grad_norm", "seconds")
 BASELINE = "baseline"
+#: ``meta.json`` ``outcome``: a video, or a deterministic failure recorded in its place.
+OUTCOME_OK, OUTCOME_FAILED = "ok", "failed"
 
 
 @dataclass
@@ -195,11 +198,16 @@ class GenerateRequest:
 
 
 class GenerationError(RuntimeError):
-    """A run failed; ``failure.json`` was written. ``exit_code`` is for the command line."""
+    """A run failed; ``failure.json`` was written. ``exit_code`` is for the command line.
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    ``final``: the failure is deterministic (divergence, non-finite samples): a rerun would
+    fail the same way, so ``meta.json`` records it as the video's outcome.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1, final: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.final = final
 
 
 def clip_fps(path: Path) -> float:
@@ -270,7 +278,9 @@ def clear_outputs(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _fail(request: GenerateRequest, stage: str, message: str, **details: Any) -> GenerationError:
+def _fail(
+    request: GenerateRequest, stage: str, message: str, final: bool = False, **details: Any
+) -> GenerationError:
     record = {
         "video_id": request.video_id,
         "method": request.method,
@@ -280,7 +290,9 @@ def _fail(request: GenerateRequest, stage: str, message: str, **details: Any) ->
         **details,
     }
     write_json_atomic(request.out_dir / FAILURE_FILE, record)
-    return GenerationError(f"{request.video_id} ({request.method}): {message}")
+    if final:  # the outcome of this video: recorded, not retried
+        write_json_atomic(request.out_dir / META_FILE, {**record, "outcome": OUTCOME_FAILED})
+    return GenerationError(f"{request.video_id} ({request.method}): {message}", final=final)
 
 
 def generate(
@@ -347,6 +359,8 @@ def generate(
         "checkpoint_dir": str(request.checkpoint_dir),
         "device": str(device),
         "dtype": str(bundle.dtype).removeprefix("torch."),
+        # CPU results can differ in the last grey level with the thread count: recorded.
+        "torch_threads": torch.get_num_threads(),
         "trainable_parameters": 0,
         "adapted_modules": 0,
         "final_loss": None,
@@ -419,8 +433,8 @@ def generate(
         except AdaptationDiverged as err:
             # Resuming would replay the same divergence: drop the state with the failure.
             ckpt.remove_state(state_path)
-            raise _fail(request, "adapt", str(err), step=err.step, loss=_num(err.loss),
-                        grad_norm=_num(err.grad_norm)) from err  # fmt: skip
+            raise _fail(request, "adapt", str(err), final=True, step=err.step,
+                        loss=_num(err.loss), grad_norm=_num(err.grad_norm)) from err  # fmt: skip
         except AdaptationInterrupted as err:
             raise GenerationError(
                 f"{request.video_id} ({request.method}): {err}", exit_code=ckpt.EXIT_PREEMPTED
@@ -428,7 +442,7 @@ def generate(
 
     if not torch.isfinite(latent).all():
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
-        raise _fail(request, "sample", "sampled latent has non-finite values")
+        raise _fail(request, "sample", "sampled latent has non-finite values", final=True)
     tick = time.perf_counter()
     try:
         video = pipeline.decode_to_frames(bundle, latent)
@@ -439,6 +453,7 @@ def generate(
     timings["total"] = time.perf_counter() - started
 
     meta.update(
+        outcome=OUTCOME_OK,
         timings=timings,
         frames=int(video.shape[0]),
         height=int(video.shape[1]),
@@ -449,8 +464,8 @@ def generate(
     )
     if request.adapt is not None:
         write_text_atomic(out_dir / LOSS_FILE, loss_csv(rows))
-    write_json_atomic(out_dir / META_FILE, meta)
     write_lossless(out_dir / VIDEO_FILE, np.ascontiguousarray(video), fps)
+    write_json_atomic(out_dir / META_FILE, meta)  # last: the record of a complete run
     ckpt.remove_state(state_path)
     return meta
 
