@@ -4,7 +4,7 @@ Builds the Open-Sora v2.0 MMDiT with random bf16 weights directly on the device 
 checkpoint is needed to measure speed), then times, with CUDA events after warm-up:
 
 - one adaptation step: 9 latent frames (2,268 image + 512 text tokens at 224x288), batch 1,
-  LoRA ``attn`` preset, forward + backward + clipping + AdamW on the adapter (the real
+  LoRA ``attn+fused`` preset, forward + backward + clipping + AdamW on the adapter (the real
   objective from ``sora_tta.tta.objective``, ``continue`` mode, bf16 autocast);
 - one sampling step: 17 latent frames (4,284 + 512 tokens), the three guidance branches as one
   batch of 3, forward only, with and without the LoRA adapters in place;
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=288, help="frame width in pixels")
     parser.add_argument("--txt-tokens", type=int, default=TXT_TOKENS)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--targets", default="attn")
+    parser.add_argument("--targets", default="attn+fused")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument(
@@ -220,7 +220,7 @@ def bench_adapt_step(
         txt_tokens=args.txt_tokens,
         backward=True,
         lora_rank=args.rank,
-        lora_targets=args.targets if args.targets in ("attn", "attn+mlp") else "attn",
+        lora_targets=args.targets if args.targets in lora.TARGET_PRESETS else "attn+fused",
     )
     return Timing(name, seconds, flops.total, peak, samples)
 
@@ -265,7 +265,7 @@ def bench_sample_step(
         img_tokens=img_tokens,
         txt_tokens=args.txt_tokens,
         lora_rank=args.rank if has_lora else 0,
-        lora_targets="attn",
+        lora_targets="attn+fused",
     )
     return Timing(name, seconds, flops.total, peak, samples), outputs[0].float()
 

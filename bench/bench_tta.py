@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed adaptation steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first adaptation steps")
     parser.add_argument("--sampling-steps", type=int, default=25, help="sampler steps per video")
-    parser.add_argument("--targets", default="attn", help="LoRA target preset or regex")
+    parser.add_argument("--targets", default="attn+fused", help="LoRA target preset or regex")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--skip-baseline-sampling", action="store_true",

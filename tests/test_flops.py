@@ -62,6 +62,11 @@ def test_full_size_counts_and_backward_rule() -> None:
     bwd = mmdit_flops(config, batch=1, img_tokens=2268, txt_tokens=512, backward=True)
     assert bwd.total == pytest.approx(2 * fwd.linear + 3 * fwd.attention)
     lora = mmdit_flops(config, batch=1, img_tokens=10, txt_tokens=0, lora_rank=16)
-    # attn preset: 4 square projections per double stream, q/k/v_mlp/linear2 per single block.
+    # attn+fused: 4 square projections per double stream, q/k/v_mlp/linear2 per single block.
     per_token = 19 * 4 * 2 * 16 * 6144 + 38 * 2 * 16 * (2 * 6144 + 2 * (3072 + 15360))
     assert lora.lora == 10 * per_token
+    # attn-only leaves the single blocks' fused v_mlp/linear2 alone.
+    only = mmdit_flops(
+        config, batch=1, img_tokens=10, txt_tokens=0, lora_rank=16, lora_targets="attn-only"
+    )
+    assert only.lora == 10 * (19 * 4 * 2 * 16 * 6144 + 38 * 2 * 16 * 2 * 6144)

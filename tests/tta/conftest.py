@@ -74,8 +74,17 @@ def clip_latent(bundle: pipeline.ModelBundle, clip_dir: Path) -> torch.Tensor:
 
 
 @pytest.fixture(scope="session")
-def target(clip_latent: torch.Tensor) -> AdaptationTarget:
-    """A cheap adaptation target: the clip latent with a short random text embedding.
+def clip_conditions(bundle: pipeline.ModelBundle, clip_dir: Path) -> dict[int, torch.Tensor]:
+    """k -> the first 4(k-1)+1 frames of ``v_a`` encoded on their own, k = 1..9."""
+    from sora_tta.data.video import read_frames
+
+    frames = read_frames(clip_dir / "v_a.mkv", 33)
+    return {k: pipeline.encode_clean_frames(bundle, frames, k) for k in range(1, 10)}
+
+
+@pytest.fixture(scope="session")
+def target(clip_latent: torch.Tensor, clip_conditions: dict[int, torch.Tensor]) -> AdaptationTarget:
+    """A cheap adaptation target: the clip latent with short random text embeddings.
 
     The tiny T5 output is 512 tokens; 8 random tokens keep the unit tests fast while the
     model, objective and optimiser code paths stay the real ones.
@@ -85,6 +94,9 @@ def target(clip_latent: torch.Tensor) -> AdaptationTarget:
         x0=clip_latent,
         txt=torch.randn(1, 8, 48, generator=gen),
         y_vec=torch.randn(1, 32, generator=gen),
+        txt_neg=torch.randn(1, 8, 48, generator=gen),
+        y_neg=torch.randn(1, 32, generator=gen),
+        conditions=clip_conditions,
     )
 
 

@@ -53,7 +53,7 @@ def test_config_from_dict_checks_keys_and_types() -> None:
         16,
         32.0,
         0.0,
-        "attn",
+        "attn+fused",
     )
     assert (defaults.steps, defaults.warmup_steps, defaults.lr, defaults.grad_clip) == (
         100,
@@ -86,7 +86,9 @@ def test_run_is_reproducible_and_logs_rows(bundle, target) -> None:
     assert [r["loss"] for r in first.rows] == [r["loss"] for r in second.rows]
     assert [r["step"] for r in first.rows] == list(range(1, 7))
     assert [r["lr"] for r in first.rows] == pytest.approx([5e-4] + [1e-3] * 5)
-    assert set(first.rows[0]) == {"step", "loss", "lr", "timestep", "grad_norm", "seconds"}
+    assert set(first.rows[0]) == {
+        "step", "loss", "lr", "timestep", "cond_frames", "branch", "grad_norm", "seconds"
+    }  # fmt: skip
     assert first.trainable_parameters == sum(v.numel() for v in state_a.values())
     assert len(first.adapted_modules) == 24 and first.final_loss == first.rows[-1]["loss"]
     _, other_seed = _run(bundle.mmdit, target, config, seed=12)

@@ -23,7 +23,11 @@ def full_meta() -> MMDiT:
 
 @pytest.mark.parametrize(
     ("preset", "modules", "expected"),
-    [("attn", 19 * 8 + 38 * 4, 44_826_624), ("attn+mlp", 19 * 12 + 38 * 4, 63_504_384)],
+    [
+        ("attn-only", 19 * 8 + 38 * 2, 22_413_312),
+        ("attn+fused", 19 * 8 + 38 * 4, 44_826_624),
+        ("attn+fused+mlp", 19 * 12 + 38 * 4, 63_504_384),
+    ],
 )
 def test_full_size_trainable_parameters(
     full_meta: MMDiT, preset: str, modules: int, expected: int
@@ -33,7 +37,7 @@ def test_full_size_trainable_parameters(
         assert len(names) == modules
         assert lora.count_trainable_parameters(full_meta) == expected
         assert sum(p.numel() for p in lora.lora_parameters(full_meta)) == expected
-        adapter = full_meta.single_blocks[0].v_mlp
+        adapter = full_meta.single_blocks[0].q_proj
         assert adapter.lora_A[lora.ADAPTER_NAME].weight.dtype == torch.float32
     finally:
         lora.remove_lora(full_meta)
@@ -49,13 +53,22 @@ def test_presets_name_only_modules_of_the_checkpoint(full_meta: MMDiT, mmdit_key
         names = lora.resolve_targets(full_meta, preset)
         assert set(names) <= checkpoint_modules
         assert not any(re.search(r"(^|\.)(qkv|linear1)$", n) for n in names)
-    attn = set(lora.resolve_targets(full_meta, "attn"))
+    only = set(lora.resolve_targets(full_meta, "attn-only"))
+    attn = set(lora.resolve_targets(full_meta, "attn+fused"))
     for suffix in ("img_attn.q_proj", "txt_attn.k_proj", "img_attn.v_proj", "txt_attn.proj"):
-        assert f"double_blocks.18.{suffix}" in attn
+        assert f"double_blocks.18.{suffix}" in only
     for suffix in ("q_proj", "k_proj", "v_mlp", "linear2"):
         assert f"single_blocks.37.{suffix}" in attn
+    # The pure attention preset leaves the fused attention+MLP layers of single blocks alone.
+    assert attn - only == {
+        f"single_blocks.{i}.{s}" for i in range(38) for s in ("v_mlp", "linear2")
+    }
+    assert not any("mlp" in n or "linear2" in n or "mod" in n for n in only)
     assert not any("mlp." in n or "mod" in n for n in attn)
-    mlp_only = set(lora.resolve_targets(full_meta, "attn+mlp")) - attn
+    for old, new in lora.RENAMED_PRESETS.items():
+        with pytest.raises(ValueError, match=f"was renamed '{re.escape(new)}'"):
+            lora.resolve_targets(full_meta, old)
+    mlp_only = set(lora.resolve_targets(full_meta, "attn+fused+mlp")) - attn
     assert mlp_only == {
         f"double_blocks.{i}.{s}_mlp.{j}" for i in range(19) for s in ("img", "txt") for j in (0, 2)
     }
@@ -143,7 +156,7 @@ def test_bf16_base_float32_adapters(tiny_ckpt_dir) -> None:
     model = load_mmdit(
         tiny_ckpt_dir / "Open_Sora_v2.safetensors", device="cpu", dtype=torch.bfloat16
     )
-    with lora.lora_adapters(model, lora.LoraSpec(rank=4, targets="attn+mlp")):
+    with lora.lora_adapters(model, lora.LoraSpec(rank=4, targets="attn+fused+mlp")):
         for name, param in model.named_parameters():
             if ".lora_" in name:
                 assert param.dtype == torch.float32 and param.requires_grad

@@ -143,7 +143,7 @@ def test_invalid_configuration_lists_every_problem(tmp_path):
     result = dry_run(tmp_path, "--configfile", str(bad), check=False)
     assert result.returncode != 0
     assert "invalid configuration" in result.output
-    assert "adapt.lr: -1 is less than or equal to the minimum of 0" in result.output
+    assert "adapt.lr: -1 is less than the minimum of 0" in result.output
     assert "evaluation.lpips_backbone: 'vgg' is not one of" in result.output
     assert "sampling.num_frames" in result.output
 
@@ -232,3 +232,29 @@ def test_preflight_target(real_study):
 def test_lint_is_clean(tmp_path):
     result = snakemake(tmp_path, "--lint", "--cores", "1")
     assert "Congratulations, your workflow is in a good condition!" in result.output
+
+
+def test_cross_video_jobs_name_a_donor_of_another_class(real_study, tmp_path):
+    """The cross-video control is an ordinary method: each of its generation jobs takes the
+    donor of the seeded derangement (another class) as input and passes it to generate."""
+    import pandas as pd
+
+    root, config, videos = real_study
+    data = yaml.safe_load(config.read_text())
+    data["variants"] = {"named": {"cross-video": {"adapt_on": "cross-video"}}}
+    cross = tmp_path / "cross.yaml"
+    cross.write_text(yaml.safe_dump(data))
+    result = snakemake(
+        root, "-n", "-p", "--cores", "1", "--configfile", str(cross), env=real_env(root)
+    )
+    manifest = pd.read_csv(root / "results" / "manifest.csv")
+    usable = manifest[manifest["status"] == "ok"]
+    classes = dict(zip(usable["video_id"], usable["class_name"], strict=True))
+    donors = V.cross_video_donors(list(classes.items()), data["generation"]["seed"])
+    commands = [line for line in result.output.splitlines() if "--adapt-clip" in line]
+    assert len(commands) == len(classes) == videos
+    for line in commands:
+        video = line.split("--video-id ")[1].split()[0]
+        donor = line.split("--adapt-video-id ")[1].split()[0]
+        assert donor == donors[video] and classes[donor] != classes[video]
+        assert f"--adapt-clip results/clips/{donor}.mkv" in line

@@ -13,7 +13,7 @@ DEFAULTS = {
     "lr": 2e-4,
     "steps": 100,
     "mode": "continue",
-    "targets": "attn",
+    "targets": "attn+fused",
     "betas": [0.9, 0.999],
     "mixed_weights": {"denoise": 0.5, "continue": 0.5},
     "checkpoint_every": 25,
@@ -91,7 +91,7 @@ def test_grid_expands_cartesian_product_with_readable_names():
                     "steps": [20, 50, 100],
                     "mode": ["denoise", "continue"],
                 },
-                "fixed": {"targets": "attn+mlp"},
+                "fixed": {"targets": "attn+fused+mlp"},
             }
         }
     }
@@ -101,7 +101,7 @@ def test_grid_expands_cartesian_product_with_readable_names():
     assert names[0] == "sweep-r8-lr1e-4-s20-denoise"
     assert "sweep-r16-lr2e-4-s100-continue" in names
     assert len(set(names)) == len(names)
-    assert all(v.params["targets"] == "attn+mlp" for v in variants)
+    assert all(v.params["targets"] == "attn+fused+mlp" for v in variants)
     assert len({v.method_id for v in variants}) == len(variants)
 
 
@@ -225,3 +225,16 @@ def test_adapt_parameters_are_accepted_by_adapt_config():
     config = adapt.AdaptConfig.from_dict(params)
     assert config.rank == 16 and config.lr == 2e-4 and config.steps == 100
     assert config.warmup_steps == 5 and config.alpha == 32.0
+
+
+def test_cross_video_donors_are_a_seeded_derangement_across_classes() -> None:
+    videos = [(f"v_{c}_{i}", c) for c in ("A", "B", "C") for i in range(3)] + [("v_D_0", "D")]
+    classes = dict(videos)
+    donors = V.cross_video_donors(videos, seed=0)
+    assert sorted(donors) == sorted(classes) and sorted(donors.values()) == sorted(classes)
+    assert all(classes[video] != classes[donor] for video, donor in donors.items())
+    assert V.cross_video_donors(list(reversed(videos)), seed=0) == donors  # order-free
+    assert V.cross_video_donors(videos, seed=1) != donors
+    with pytest.raises(ValueError, match="at most half"):
+        V.cross_video_donors([("a", "X"), ("b", "X"), ("c", "Y")], seed=0)
+    assert V.cross_video_donors([("a", "X"), ("b", "Y")], seed=3) == {"a": "b", "b": "a"}

@@ -80,9 +80,13 @@ def mutate(path: str, value):
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("adapt.lr", -1, "adapt.lr: -1 is less than or equal to the minimum of 0"),
+        ("adapt.lr", -1, "adapt.lr: -1 is less than the minimum of 0"),
         ("adapt.rank", "16", "adapt.rank: '16' is not of type 'integer' (LoRA rank)"),
-        ("adapt.mode", "copy", "adapt.mode: 'copy' is not one of ['denoise', 'continue', 'mixed']"),
+        (
+            "adapt.mode",
+            "copy",
+            "adapt.mode: 'copy' is not one of ['denoise', 'continue', 'mixed', 'published']",
+        ),
         ("adapt.betas", [0.9], "adapt.betas: [0.9] is too short"),
         ("adapt.warmup_steps", 500, "adapt: warmup_steps (500) must not exceed steps (100)"),
         ("sampling.height", 100, "sampling.height: 100 is not a multiple of 16"),
@@ -101,7 +105,7 @@ def mutate(path: str, value):
             {"runtime": 5},
             "resources.rules: unknown rule(s) ['generate']",
         ),
-        ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: alpha, betas"),
+        ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: adapt_on, alpha, betas"),
         ("samplng", {}, "(top level): unknown key(s) 'samplng'"),
         ("variants.grids", {"g": {"fixed": {}}}, "variants.grids.g: 'axes' is a required property"),
     ],

@@ -200,6 +200,7 @@ class ManifestIndex:
                 f"(allowed: {CLASS_NAME_PATTERN})"
             )
         self._prompt_ids = None
+        self._donors = None
 
     def row(self, video):
         try:
@@ -235,6 +236,16 @@ class ManifestIndex:
             }
         self.usable_row(video)
         return self._prompt_ids[video]
+
+    def cross_video_donor(self, video):
+        """The video whose clip the cross-video control adapts on for ``video``: a fixed
+        derangement from generation.seed with donors of another class."""
+        if self._donors is None:
+            pairs = [(v, self.rows[v]["class_name"]) for v in self.usable]
+            seed = config["generation"]["seed"]
+            self._donors = variant_lib.cross_video_donors(pairs, seed)
+        self.usable_row(video)
+        return self._donors[video]
 
 
 _CHECKPOINT_OUTPUTS = {}
@@ -284,6 +295,30 @@ def prompt_embedding(wildcards):
     """The video's prompt file, once the prompt checkpoint has run (and so it exists)."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
     return f"{PROMPT_DIR}/{manifest_index().prompt_id(wildcards.video)}.safetensors"
+
+
+def cross_video_inputs(wildcards):
+    """The donor's clip and prompt file for a cross-video variant, nothing for the others."""
+    if VARIANT_BY_ID[wildcards.variant].params.get("adapt_on") != "cross-video":
+        return {}
+    checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
+    donor = manifest_index().cross_video_donor(wildcards.video)
+    prompt = manifest_index().prompt_id(donor)
+    return {
+        "adapt_clip": CLIP.format(video=donor),
+        "adapt_prompt": f"{PROMPT_DIR}/{prompt}.safetensors",
+    }
+
+
+def cross_video_options(wildcards, input):
+    """The generate flags naming the donor (empty for every method but the control)."""
+    if "adapt_clip" not in input.keys():
+        return ""
+    donor = manifest_index().cross_video_donor(wildcards.video)
+    return (
+        f"--adapt-clip {input.adapt_clip} --adapt-prompt-embedding {input.adapt_prompt}"
+        f" --adapt-video-id {donor}"
+    )
 
 
 @cached_signature

@@ -122,15 +122,17 @@ rule generate_baseline:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
-        " {params.options} > {log} 2>&1"
+        " {params.options} {params.donor} > {log} 2>&1"
 
 
 # The variant's folder name carries the hash of its parameters. An interrupted run (exit 75,
 # or a killed job rerun with --rerun-incomplete) resumes from the state under
 # <out-dir>/resume/, which Snakemake does not delete.
 rule generate_tta:
-    """Continuation after LoRA test-time adaptation on the conditioning frames."""
+    """Continuation after LoRA test-time adaptation on the conditioning frames (for the
+    cross-video control: on the donor video's)."""
     input:
+        unpack(cross_video_inputs),
         clip=CLIP,
         prompt=prompt_embedding,
         negative=ancient(NEGATIVE),
@@ -150,8 +152,9 @@ rule generate_tta:
         runtime=rule_runtime("generate_tta"),
     params:
         options=wc.generate_options(config, tta=True),
+        donor=cross_video_options,
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
-        " {params.options} > {log} 2>&1"
+        " {params.options} {params.donor} > {log} 2>&1"

@@ -83,12 +83,15 @@ def lora_flops_per_token(config: MMDiTConfig, rank: int, targets: str) -> tuple[
     def adapter(fan_in: int, fan_out: int) -> int:
         return 2 * rank * (fan_in + fan_out)
 
+    presets = ("attn-only", "attn+fused", "attn+fused+mlp")
+    if targets not in presets:
+        raise ValueError(f"FLOPs are modelled for the presets {list(presets)}, not {targets!r}")
     stream = 4 * adapter(h, h)
-    if targets == "attn+mlp":
+    if targets == "attn+fused+mlp":
         stream += adapter(h, mlp) + adapter(mlp, h)
-    elif targets != "attn":
-        raise ValueError(f"FLOPs are modelled for the presets attn and attn+mlp, not {targets!r}")
-    single = 2 * adapter(h, h) + adapter(h, h + mlp) + adapter(h + mlp, h)
+    single = 2 * adapter(h, h)
+    if targets != "attn-only":
+        single += adapter(h, h + mlp) + adapter(h + mlp, h)
     per_token = config.depth * stream + config.depth_single_blocks * single
     return per_token, per_token
 
@@ -101,7 +104,7 @@ def mmdit_flops(
     txt_tokens: int,
     backward: bool = False,
     lora_rank: int = 0,
-    lora_targets: str = "attn",
+    lora_targets: str = "attn+fused",
 ) -> FlopCount:
     """FLOPs of one MMDiT call on ``batch`` samples of ``img_tokens`` + ``txt_tokens`` tokens."""
     img, txt = per_token_linear_flops(config)

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import math
+import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,10 +52,12 @@ ABBREVIATIONS = {
     "continue_frames": "cf",
     "mixed_weights": "mw",
     "draws_per_step": "d",
+    "text_dropout": "td",
+    "cond_dropout": "cd",
     "checkpoint_every": "ck",
     "gradient_checkpointing": "gck",
 }
-VALUE_ONLY_KEYS = frozenset({"mode", "targets", "lr_schedule"})
+VALUE_ONLY_KEYS = frozenset({"mode", "targets", "lr_schedule", "adapt_on"})
 
 ParamCheck = Callable[[Mapping[str, Any]], list[str]]
 
@@ -85,8 +88,10 @@ class Variant:
         return f"{self.name}-{self.digest}"
 
 
-#: JSON-schema type names understood by :func:`normalise_params`.
-KINDS = ("boolean", "integer", "number", "string", "array", "object")
+#: JSON-schema type names understood by :func:`normalise_params` (``integer-array``: an
+#: array whose items are integers, e.g. a set of condition lengths).
+KINDS = ("boolean", "integer", "number", "string", "array", "integer-array", "object")
+INTEGER_ARRAY = "integer-array"
 
 
 def kind_of(value: Any) -> str:
@@ -111,6 +116,9 @@ def kinds_from_schema(properties: Mapping[str, Any]) -> dict[str, str]:
     kinds = {}
     for key, prop in properties.items():
         kind = prop.get("type") if isinstance(prop, Mapping) else None
+        items = prop.get("items") if isinstance(prop, Mapping) else None
+        if kind == "array" and isinstance(items, Mapping) and items.get("type") == "integer":
+            kind = INTEGER_ARRAY
         if kind not in KINDS:
             raise VariantError(f"schema of {key}: unsupported or missing type {kind!r}")
         kinds[key] = kind
@@ -144,10 +152,11 @@ def normalise_value(key: str, value: Any, kind: str, where: str = "variant") -> 
         if not isinstance(value, str):
             raise fail("a string")
         return value
-    if kind == "array":
+    if kind in ("array", INTEGER_ARRAY):
+        item = "integer" if kind == INTEGER_ARRAY else "number"
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise fail("a list of numbers")
-        return [normalise_value(f"{key}[{i}]", v, "number", where) for i, v in enumerate(value)]
+            raise fail(f"a list of {item}s")
+        return [normalise_value(f"{key}[{i}]", v, item, where) for i, v in enumerate(value)]
     if kind == "object":
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise fail("a mapping of names to numbers")
@@ -330,6 +339,41 @@ def expand_variants(
         changed = {k: params[k] for k in overrides}
         variants.append(Variant(name, params, changed, digest))
     return variants
+
+
+def cross_video_donors(videos: Sequence[tuple[str, str]], seed: int) -> dict[str, str]:
+    """The cross-video control's donor of every video: a derangement fixed by ``seed`` in
+    which each video's donor belongs to a different class.
+
+    ``videos`` are ``(video_id, class_name)`` pairs. The videos are grouped by class (class
+    order and order within a class shuffled by ``seed``) and each takes the video ``m``
+    places further on, cyclically, where ``m`` is the size of the largest class: a donor
+    ``m`` places away can only share its class if a class had more than ``m`` videos. Needs
+    ``m <= n / 2`` (else no such derangement exists).
+    """
+    ids = [video for video, _ in videos]
+    if len(set(ids)) != len(ids):
+        raise ValueError("cross-video donors: duplicate video ids")
+    by_class: dict[str, list[str]] = {}
+    for video, class_name in sorted(videos):
+        by_class.setdefault(class_name, []).append(video)
+    largest = max((len(v) for v in by_class.values()), default=0)
+    if not videos:
+        return {}
+    if 2 * largest > len(videos):
+        raise ValueError(
+            f"cross-video donors: {largest} of {len(videos)} videos share a class; a donor of "
+            "another class for every video needs every class to hold at most half of them"
+        )
+    rng = random.Random(f"cross-video:{seed}")
+    classes = sorted(by_class)
+    rng.shuffle(classes)
+    order = []
+    for class_name in classes:
+        members = list(by_class[class_name])
+        rng.shuffle(members)
+        order += members
+    return {video: order[(i + largest) % len(order)] for i, video in enumerate(order)}
 
 
 def method_ids(variants: Iterable[Variant]) -> list[str]:

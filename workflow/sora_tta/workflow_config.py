@@ -25,6 +25,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sora_tta.variants import kinds_from_schema
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 #: Layout of a checkpoint folder (the real ``ckpts/`` and the tiny family alike).
@@ -209,6 +211,16 @@ def semantic_problems(
     problems += [f"adapt: {p}" for p in adapt_cross_field_problems(adapt)]
     if config.get("allow_paths_outside_workdir") is not True:
         problems += outside_paths(config)
+    window = _section(config, "sampling").get("num_cond_frames", 33)
+    lengths = adapt.get("continue_frames")
+    if isinstance(window, int) and _is_4k_plus_1(window) and isinstance(lengths, list):
+        latent = (window - 1) // 4 + 1
+        too_long = [k for k in lengths if isinstance(k, int) and k >= latent]
+        if too_long:
+            problems.append(
+                f"adapt.continue_frames: {too_long} leave no loss frame in the {latent} latent "
+                f"frames of sampling.num_cond_frames={window} (each k must be below {latent})"
+            )
     if rule_names is not None:
         known = set(rule_names)
         unknown = sorted(set(_section(_section(config, "resources"), "rules")) - known)
@@ -273,7 +285,7 @@ def adapt_param_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]]
 
 def adapt_param_kinds(schema: Mapping[str, Any]) -> dict[str, str]:
     """Parameter -> JSON type of the schema's ``adapt`` section (for normalisation)."""
-    return {key: prop["type"] for key, prop in schema["properties"]["adapt"]["properties"].items()}
+    return kinds_from_schema(schema["properties"]["adapt"]["properties"])
 
 
 def runtime_per_attempt(minutes: int) -> Callable[..., int]:

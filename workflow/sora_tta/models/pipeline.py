@@ -9,12 +9,14 @@ every device.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from sora_tta.models.loader import load_mmdit
 from sora_tta.models.mmdit import MMDiT
@@ -134,6 +136,35 @@ def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
     return pixels.clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
+def pixel_frames_for(latent_frames: int, time_compression: int = 4) -> int:
+    """Pixel frames whose causal encoding gives ``latent_frames`` latent frames: 4(k-1)+1."""
+    if latent_frames < 1:
+        raise ValueError(f"need at least one latent frame, got {latent_frames}")
+    return (latent_frames - 1) * time_compression + 1
+
+
+def encode_clean_frames(
+    bundle: ModelBundle, frames: np.ndarray, latent_frames: int
+) -> torch.Tensor:
+    """The clean latent ``(1, C, k, H, W)`` of the first ``4(k - 1) + 1`` frames, encoded on
+    their own.
+
+    Never a slice of a longer encoding: the VAE's GroupNorms pool statistics over every frame
+    of a clip, so the first latent frames of a longer clip depend on its later pixel frames.
+    """
+    count = pixel_frames_for(latent_frames, bundle.vae.config.time_compression_ratio)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) < count:
+        raise ValueError(
+            f"{latent_frames} latent frames need {count} pixel frames, got shape {frames.shape}"
+        )
+    latent = bundle.vae.encode(frames_to_tensor(frames[:count]))
+    if latent.shape[2] != latent_frames:
+        raise PipelineError(f"{count} frames encoded to {latent.shape[2]} latent frames, "
+                            f"expected {latent_frames}")  # fmt: skip
+    return latent
+
+
 def encode_condition(
     bundle: ModelBundle,
     frames: np.ndarray,
@@ -168,6 +199,29 @@ def make_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
 
 
+class _CallHook(nn.Module):
+    """Wraps a model: runs ``before()`` ahead of every forward and passes each output to
+    ``after``; the wrapped model's parameters stay visible (the sampler reads its dtype)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        before: Callable[[], None] | None = None,
+        after: Callable[[torch.Tensor], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.before, self.after = before, after
+
+    def forward(self, **kwargs: torch.Tensor) -> torch.Tensor:
+        if self.before is not None:
+            self.before()
+        out = self.model(**kwargs)
+        if self.after is not None:
+            self.after(out)
+        return out
+
+
 def sample_continuation(
     bundle: ModelBundle,
     condition: V2VCondition,
@@ -178,14 +232,22 @@ def sample_continuation(
     guidance: GuidanceConfig,
     seed: int,
     progress: bool = False,
+    before_step: Callable[[], None] | None = None,
+    on_output: Callable[[torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Sample the latent ``(1, C, T_lat, H_lat, W_lat)`` (float32) of the continued video."""
+    """Sample the latent ``(1, C, T_lat, H_lat, W_lat)`` (float32) of the continued video.
+
+    ``before_step`` runs before every model call (e.g. to stop on a preemption signal by
+    raising); ``on_output`` receives every model output (the three branches' velocities).
+    """
     device = bundle.device
     noise = make_noise(condition.latent_shape, seed).to(device)
     _, _, num_latent, lat_h, lat_w = condition.latent_shape
     timesteps = get_schedule(guidance.num_steps, tokens_per_frame(lat_h, lat_w), num_latent)
+    hooked = before_step is not None or on_output is not None
+    model = _CallHook(bundle.mmdit, before_step, on_output) if hooked else bundle.mmdit
     return sample_v2v(
-        bundle.mmdit,
+        model,
         noise,
         condition.masks.to(device),
         condition.masked_ref.to(device),
@@ -197,6 +259,33 @@ def sample_continuation(
         guidance,
         progress,
     )
+
+
+def first_step_velocities(
+    bundle: ModelBundle,
+    condition: V2VCondition,
+    txt_cond: torch.Tensor,
+    y_cond: torch.Tensor,
+    txt_neg: torch.Tensor,
+    y_neg: torch.Tensor,
+    guidance: GuidanceConfig,
+    seed: int,
+) -> torch.Tensor:
+    """The model's three branch velocities ``(3, L, D)`` (float32) at the sampler's first step.
+
+    Exactly what the guided sampler evaluates first for this seed (same noise, ``t = 1`` for
+    every schedule, same inputs), in the branch order (prompt, condition), (negative,
+    condition), (negative, zero condition).
+    """
+    outputs: list[torch.Tensor] = []
+    one_step = GuidanceConfig(
+        num_steps=1, guidance=guidance.guidance, guidance_img=guidance.guidance_img
+    )
+    sample_continuation(
+        bundle, condition, txt_cond, y_cond, txt_neg, y_neg, one_step, seed,
+        on_output=lambda out: outputs.append(out.detach().float()),
+    )  # fmt: skip
+    return outputs[0]
 
 
 def decode_to_frames(bundle: ModelBundle, latent: torch.Tensor) -> np.ndarray:

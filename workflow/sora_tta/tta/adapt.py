@@ -40,6 +40,10 @@ from sora_tta.tta import lora, objective
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine")
+#: Whose clip the adapter is trained on: the video's own (the method) or another video's of a
+#: different class (the cross-video control: same recipe, no video-specific information).
+SELF, CROSS_VIDEO = "self", "cross-video"
+ADAPT_ON = (SELF, CROSS_VIDEO)
 
 #: Fields of :class:`AdaptConfig` that do not change the result (excluded from the identity
 #: a resume state must match).
@@ -50,22 +54,30 @@ _NON_RESULT_FIELDS = ("checkpoint_every",)
 class AdaptConfig:
     """Everything that defines an adaptation run (the keys of an ``--adapt-json`` file).
 
-    LoRA: ``rank``, ``alpha``, ``dropout``, ``targets`` (``attn``, ``attn+mlp`` or a regular
-    expression over module names). Optimisation: AdamW with ``lr``, ``betas``,
-    ``weight_decay``; ``steps`` steps, linear warm-up over ``warmup_steps`` then ``constant``
-    or ``cosine`` (to 0 at ``steps``); gradient-norm clipping at ``grad_clip``. Objective:
-    ``mode`` (``denoise``, ``continue``, ``mixed``), ``continue_frames`` (latent frames given
-    as condition in ``continue``), ``mixed_weights`` (mode -> weight), ``draws_per_step``
-    (noise/timestep draws batched per step). ``checkpoint_every``: save the resume state
-    every N steps (0: never). ``gradient_checkpointing``: recompute block activations in
-    the backward pass (same result; at full size, 224x288, rank 16 on an H200 the peak
-    memory drops from 43 to 24 GB and a step takes 1.8x as long; not needed on 80 GB cards).
+    LoRA: ``rank``, ``alpha``, ``dropout``, ``targets`` (a preset of
+    :data:`sora_tta.tta.lora.TARGET_PRESETS` or a regular expression over module names).
+    Optimisation: AdamW with ``lr``, ``betas``, ``weight_decay``; ``steps`` steps, linear
+    warm-up over ``warmup_steps`` then ``constant`` or ``cosine`` (to 0 at ``steps``);
+    gradient-norm clipping at ``grad_clip``. Objective:
+    ``mode`` (``denoise``, ``continue``, ``mixed``, ``published``: the published experiment's
+    design, a labelled control), ``continue_frames`` (the set from which each ``continue``
+    draw takes the number of latent frames given as condition, uniformly), ``mixed_weights``
+    (mode -> weight), ``draws_per_step`` (noise/timestep draws batched per step),
+    ``text_dropout`` (probability that a draw trains with the negative prompt instead of the
+    prompt) and ``cond_dropout`` (given the negative prompt, probability of the zero visual
+    condition), so that each guidance branch of the sampler is trained.
+    ``adapt_on``: ``self`` (the video's own clip) or ``cross-video`` (the control: another
+    video's clip and prompt, given to ``generate`` with ``--adapt-clip``).
+    ``checkpoint_every``: save the resume state every N steps (0: never).
+    ``gradient_checkpointing``: recompute block activations in the backward pass (same
+    result; at full size, 224x288, rank 16 on an H200 the peak memory drops from 43 to
+    24 GB and a step takes 1.8x as long; not needed on 80 GB cards).
     """
 
     rank: int = 16
     alpha: float = 32.0
     dropout: float = 0.0
-    targets: str = "attn"
+    targets: str = "attn+fused"
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -74,20 +86,28 @@ class AdaptConfig:
     lr_schedule: str = "constant"
     grad_clip: float = 1.0
     mode: str = objective.CONTINUE
-    continue_frames: int = 5
+    continue_frames: tuple[int, ...] = objective.DEFAULT_CONTINUE_FRAMES
     mixed_weights: dict[str, float] = field(
         default_factory=lambda: {objective.DENOISE: 0.5, objective.CONTINUE: 0.5}
     )
     draws_per_step: int = 1
+    text_dropout: float = objective.REFERENCE_TEXT_DROPOUT
+    cond_dropout: float = 0.5
+    adapt_on: str = SELF
     checkpoint_every: int = 50
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # JSON gives a list
+        if isinstance(self.continue_frames, int):  # one length: the set {k}
+            self.continue_frames = (self.continue_frames,)
+        self.continue_frames = tuple(sorted(set(self.continue_frames)))
         self.mixed_weights = dict(self.mixed_weights)
         problems = []
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            problems.append(f"lr must be a positive number, got {self.lr}")
+        # lr = 0 is allowed: the adapter stays at its zero start (a control that must equal
+        # the baseline bit for bit).
+        if self.lr < 0 or not math.isfinite(self.lr):
+            problems.append(f"lr must be a number >= 0, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if self.weight_decay < 0:
@@ -104,6 +124,8 @@ class AdaptConfig:
             )
         if not self.grad_clip > 0:
             problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.adapt_on not in ADAPT_ON:
+            problems.append(f"adapt_on must be one of {list(ADAPT_ON)}, got {self.adapt_on!r}")
         if self.checkpoint_every < 0:
             problems.append(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if problems:
@@ -121,6 +143,7 @@ class AdaptConfig:
         """JSON-ready dictionary (the inverse of :meth:`from_dict`)."""
         data = dataclasses.asdict(self)
         data["betas"] = list(self.betas)
+        data["continue_frames"] = list(self.continue_frames)
         return data
 
     def lora_spec(self) -> lora.LoraSpec:
@@ -134,6 +157,8 @@ class AdaptConfig:
             continue_frames=self.continue_frames,
             mixed_weights=tuple(self.mixed_weights.items()),
             draws_per_step=self.draws_per_step,
+            text_dropout=self.text_dropout,
+            cond_dropout=self.cond_dropout,
         )
 
     def result_hash(self) -> str:
@@ -166,6 +191,11 @@ def _check_value(name: str, hint: Any, value: Any) -> Any:
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
+    elif origin is tuple and typing.get_args(hint)[-1] is Ellipsis:
+        ok = isinstance(value, (list, tuple))
+        if ok:
+            item = typing.get_args(hint)[0]
+            value = tuple(_check_value(name, item, v) for v in value)
     elif origin is tuple:
         args = typing.get_args(hint)
         ok = isinstance(value, (list, tuple)) and len(value) == len(args)
@@ -247,6 +277,9 @@ class AdaptResult:
     adapted_modules: list[str]
     resumed_from_step: int
     seconds: float
+    #: Writes the resume state of the finished run (the final adapter, step = ``steps``), so a
+    #: run stopped while sampling resumes without adapting again; a no-op without resume.
+    save_final: Callable[[], None] = lambda: None
 
     @property
     def final_loss(self) -> float:
@@ -333,8 +366,11 @@ def train_adapter(
     if not params:
         raise ValueError("model has no LoRA parameters to train")
     spec = config.objective_spec()
-    if config.mode != objective.DENOISE:  # fail before the first step, not at a random one
-        objective.cond_frames_for(objective.CONTINUE, target.latent_frames, config.continue_frames)
+    # Fail before the first step, not at a random one.
+    for k in objective.condition_lengths(spec, target.latent_frames):
+        target.condition(k)
+    if spec.text_dropout > 0:
+        target.text(objective.NEGATIVE)
     optimizer = torch.optim.AdamW(
         params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
@@ -347,7 +383,7 @@ def train_adapter(
     started = time.perf_counter()
     rows: list[dict[str, float]] = []
 
-    def save(step: int) -> None:
+    def save(step: int, adapter: dict[str, torch.Tensor] | None = None) -> None:
         if resume is None:
             return
         ckpt.save_state(
@@ -355,7 +391,7 @@ def train_adapter(
             {
                 "identity": resume.identity,
                 "step": step,
-                "adapter": lora.lora_state_dict(model),
+                "adapter": lora.lora_state_dict(model) if adapter is None else adapter,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(),
@@ -383,12 +419,15 @@ def train_adapter(
             start=start, save=save, state_path=resume.state_path if resume else None,
             stop=stop, progress=progress, on_step=on_step,
         )  # fmt: skip
+    # Kept now: the adapters may be gone (removed after sampling) when a signal asks for it.
+    final_adapter = lora.lora_state_dict(model) if resume is not None else None
     return AdaptResult(
         rows=rows,
         trainable_parameters=lora.count_trainable_parameters(model),
         adapted_modules=[],
         resumed_from_step=start,
         seconds=time.perf_counter() - started,
+        save_final=lambda: save(config.steps, final_adapter),
     )
 
 
@@ -444,6 +483,8 @@ def _run_steps(
                 "loss": loss_value,
                 "lr": lr,
                 "timestep": float(draw.timesteps.mean()),
+                "cond_frames": draw.cond_frames,
+                "branch": draw.branch,
                 "grad_norm": grad_norm,
                 "seconds": time.perf_counter() - tick,
             }

@@ -7,10 +7,13 @@ reached and the loss rows so far. It is written atomically, so a kill while savi
 leaves the previous state intact.
 
 SLURM announces preemption or the end of the time limit with SIGTERM (or SIGUSR1
-when a job asks for ``--signal=USR1@...``). :func:`preemption_signals` turns both
-into a flag the training loop polls after every step: the run saves its state and
-exits with :data:`EXIT_PREEMPTED` (75, ``EX_TEMPFAIL`` of ``sysexits.h``: "try again
-later"), and running the same command again resumes where it stopped.
+when a job asks for ``--signal=USR1@...``); Ctrl-C (or Snakemake passing on its own
+interruption) sends SIGINT. :func:`preemption_signals` turns all three into a flag that
+the training loop polls after every step and the sampler before every step (and the
+generator after decoding): the run saves its state, including the trained adapter once
+adaptation is done, and exits with :data:`EXIT_PREEMPTED` (75, ``EX_TEMPFAIL`` of
+``sysexits.h``: "try again later"); running the same command again resumes where it
+stopped, with only the sampling left when the adaptation had finished.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ EXIT_PREEMPTED = 75
 RESUME_DIR = "resume"
 STATE_FILE = "state.pt"
 STATE_VERSION = 1
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 def resume_state_path(out_dir: str | os.PathLike[str]) -> Path:
@@ -108,7 +111,7 @@ class PreemptionFlag:
 
 @contextlib.contextmanager
 def preemption_signals(flag: PreemptionFlag | None = None) -> Iterator[PreemptionFlag]:
-    """Route SIGTERM/SIGUSR1 into a :class:`PreemptionFlag` for the duration of the block.
+    """Route SIGTERM/SIGUSR1/SIGINT into a :class:`PreemptionFlag` for the block.
 
     Outside the main thread (where Python cannot install handlers) the flag is returned
     without handlers and the signals keep their previous behaviour.

@@ -2,10 +2,10 @@
 
 Heavy imports (torch, peft, transformers) happen inside the command functions.
 Exit codes of ``generate``: 0 done, 1 failed (``failure.json`` written for a diverging
-adaptation), 75 (``EX_TEMPFAIL``) interrupted by SIGTERM/SIGUSR1 during adaptation with the
-resume state saved: run the same command again to resume. A signal that arrives once
-sampling has started lets the run finish (sampling and decoding take seconds; the final
-adapter is already in the resume state should the job be killed anyway).
+adaptation), 75 (``EX_TEMPFAIL``) interrupted by SIGTERM/SIGUSR1/SIGINT with the resume
+state saved (during adaptation: the state of the last step; during sampling or decoding:
+the trained adapter): run the same command again to resume (it then only samples again).
+A baseline run has nothing to save: it stops at the next sampling step and exits 75.
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
     gen.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
+    donor = gen.add_argument_group(
+        "cross-video control (adapt_on: cross-video)",
+        "train the adapter on another video's clip and prompt, then continue --clip with it",
+    )
+    donor.add_argument("--adapt-clip", type=Path, metavar="MKV", help="the donor's clip")
+    donor.add_argument(
+        "--adapt-prompt-embedding", type=Path, metavar="P.safetensors", help="the donor's prompt"
+    )
+    donor.add_argument("--adapt-video-id", metavar="ID", help="the donor's video id")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     gen.add_argument(
         "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
@@ -117,6 +126,9 @@ def generate_command(args: argparse.Namespace) -> int:
         sampling=spec.sampling,
         seed=args.seed,
         save_adapter=args.save_adapter,
+        adapt_clip=args.adapt_clip,
+        adapt_prompt_embedding=args.adapt_prompt_embedding,
+        adapt_video_id=args.adapt_video_id,
         device=args.device,
         dtype=args.dtype,
         progress=not args.no_progress,

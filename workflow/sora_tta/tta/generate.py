@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -27,6 +28,7 @@ import math
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ from sora_tta.sampling import GuidanceConfig
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora
 from sora_tta.tta.adapt import (
+    CROSS_VIDEO,
     AdaptationDiverged,
     AdaptationInterrupted,
     AdaptConfig,
@@ -54,7 +57,8 @@ from sora_tta.tta.adapt import (
     derive_seed,
     stable_hash,
 )
-from sora_tta.tta.objective import AdaptationTarget
+from sora_tta.tta.branches import branch_movement
+from sora_tta.tta.objective import AdaptationTarget, condition_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +68,15 @@ LOSS_FILE = "loss.csv"
 ADAPTER_FILE = "adapter.safetensors"
 FAILURE_FILE = "failure.json"
 FINAL_OUTPUTS = (VIDEO_FILE, META_FILE, LOSS_FILE, ADAPTER_FILE)
-LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "grad_norm", "seconds")
+LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "cond_frames", "branch", "grad_norm", "seconds")
 BASELINE = "baseline"
 #: ``meta.json`` ``outcome``: a video, or a deterministic failure recorded in its place.
 OUTCOME_OK, OUTCOME_FAILED = "ok", "failed"
+#: What a baseline job does on a preemption signal (it has no state worth keeping).
+BASELINE_SIGNAL_NOTE = (
+    "on SIGTERM/SIGUSR1/SIGINT this baseline run stops at the next sampling step (or after "
+    "decoding), writes no output and exits 75; the rerun samples from the start"
+)
 
 
 @dataclass
@@ -173,6 +182,11 @@ class GenerateRequest:
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
     seed: int = 0
     save_adapter: bool = False
+    #: The cross-video control's donor: the clip, prompt embedding and id of the video the
+    #: adapter is trained on (``adapt_on: cross-video``); ``None`` for every other method.
+    adapt_clip: Path | None = None
+    adapt_prompt_embedding: Path | None = None
+    adapt_video_id: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     progress: bool = True
@@ -314,6 +328,7 @@ def generate(
     out_dir = Path(request.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_outputs(out_dir)
+    check_donor(request)
     timings: dict[str, float] = {}
     seeds = request.seeds()
     sampling = request.sampling
@@ -368,23 +383,26 @@ def generate(
     }
     state_path = ckpt.resume_state_path(out_dir)
     rows: list[dict[str, float]] = []
+    save_final: Callable[[], None] = _nothing_to_save
     if request.adapt is None:
         timings["adapt"] = 0.0
-        latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
-                                            request, seeds["noise"])  # fmt: skip
+        logger.info("%s (baseline): %s", request.video_id, BASELINE_SIGNAL_NOTE)
+        try:
+            latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
+                                                request, seeds["noise"], stop)  # fmt: skip
+        except SamplingInterrupted as err:
+            logger.warning("%s (baseline): %s; nothing to save, exit 75", request.video_id, err)
+            raise _preempted(request, str(err)) from err
     else:
-        target = AdaptationTarget(
-            x0=condition.masked_ref[:, :, : sampling.cond_latent_frames].to(device),
-            txt=txt.to(device),
-            y_vec=y_vec.to(device),
-        )
-        identity = {
-            "adapt": request.adapt.result_hash(),
-            "seed": request.seed,
-            "video_id": request.video_id,
-            "method": request.method,
-            "latent_shape": list(target.x0.shape),
-        }
+        tick = time.perf_counter()
+        adapt_frames, adapt_condition, adapt_text = frames, condition, (txt, y_vec)
+        if request.adapt.adapt_on == CROSS_VIDEO:
+            adapt_frames, adapt_condition, adapt_text = _donor(request, bundle)
+            meta.update(adapt_video_id=request.adapt_video_id, adapt_clip=str(request.adapt_clip))
+        target = adaptation_target(bundle, adapt_frames, adapt_condition, request.adapt,
+                                   sampling, adapt_text, (txt_neg, y_neg))  # fmt: skip
+        timings["encode"] += time.perf_counter() - tick
+        identity = resume_identity(request, list(target.x0.shape))
         resume = ResumeOptions(state_path=state_path, identity=identity)
         tick = time.perf_counter()
         try:
@@ -393,14 +411,15 @@ def generate(
                 target,
                 request.adapt,
                 seed=seeds["adapt"],
-                resume=resume if request.adapt.checkpoint_every else None,
+                resume=resume,
                 stop=stop,
                 progress=request.progress,
             ) as result:
                 timings["adapt"] = time.perf_counter() - tick
+                save_final = result.save_final
                 if stop:
-                    saved = state_path if state_path.is_file() else None
-                    raise AdaptationInterrupted(request.adapt.steps, stop.signal, saved)
+                    save_final()
+                    raise AdaptationInterrupted(request.adapt.steps, stop.signal, state_path)
                 rows = result.rows
                 meta.update(
                     trainable_parameters=result.trainable_parameters,
@@ -418,8 +437,21 @@ def generate(
                 # Adapters in the model dtype while sampling (float32 adapters on a bf16 base
                 # cost 20% per step, docs/performance.md); the float32 ones are saved below.
                 with lora.adapters_cast_to(bundle.mmdit, bundle.mmdit.dtype):
-                    latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg,
-                                                        y_neg, request, seeds["noise"])  # fmt: skip
+                    tick = time.perf_counter()
+                    meta["branch_movement"] = branch_movement(
+                        bundle, condition, (txt, y_vec), (txt_neg, y_neg),
+                        sampling.guidance_config(), seeds["noise"],
+                    )  # fmt: skip
+                    timings["branches"] = time.perf_counter() - tick
+                    try:
+                        latent, timings["sample"] = _sample(bundle, condition, txt, y_vec,
+                                                            txt_neg, y_neg, request,
+                                                            seeds["noise"], stop)  # fmt: skip
+                    except SamplingInterrupted as err:
+                        save_final()
+                        raise AdaptationInterrupted(
+                            request.adapt.steps, stop.signal if stop else None, state_path
+                        ) from err
                 if request.save_adapter and torch.isfinite(latent).all():
                     save_adapter(
                         out_dir / ADAPTER_FILE,
@@ -450,6 +482,10 @@ def generate(
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
         raise _fail(request, "decode", str(err)) from err
     timings["decode"] = time.perf_counter() - tick
+    if stop:  # a signal while decoding: keep the adapter (if any), write nothing final
+        save_final()
+        (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
+        raise _preempted(request, f"interrupted by signal {stop.signal} while decoding")
     timings["total"] = time.perf_counter() - started
 
     meta.update(
@@ -470,11 +506,146 @@ def generate(
     return meta
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a whole file (clips and prompt embeddings: small files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_fingerprint(path: Path, edge: int = 16 << 20) -> str:
+    """SHA-256 over a checkpoint's size, its safetensors header (every tensor's name, dtype,
+    shape and offsets, and the metadata) and its first and last ``edge`` bytes.
+
+    Not a hash of the whole file: the Open-Sora v2.0 checkpoint has 22 GB, which would cost
+    every generation job seconds of reading (docs/study-design.md); a different checkpoint
+    with the same layout differs in its first and last 16 MiB of weights.
+    """
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        header_length = int.from_bytes(head, "little") if len(head) == 8 else 0
+        digest.update(head + handle.read(min(header_length, size)))
+        handle.seek(0)
+        digest.update(handle.read(edge))
+        handle.seek(max(0, size - edge))
+        digest.update(handle.read(edge))
+    return digest.hexdigest()
+
+
+def resume_identity(request: GenerateRequest, latent_shape: list[int]) -> dict[str, Any]:
+    """What a resume state must match to be resumed: the adaptation settings, seed, video,
+    method, latent shape, and hashes of the clip, both prompt embeddings and the checkpoints
+    (a state written before re-preprocessing or new weights is never resumed)."""
+    layout = pipeline.CheckpointLayout(request.checkpoint_dir)
+    assert request.adapt is not None
+    return {
+        "adapt": request.adapt.result_hash(),
+        "seed": request.seed,
+        "video_id": request.video_id,
+        "method": request.method,
+        "latent_shape": latent_shape,
+        "clip_sha256": file_sha256(request.clip),
+        "prompt_sha256": file_sha256(request.prompt_embedding),
+        "adapt_clip_sha256": request.adapt_clip and file_sha256(request.adapt_clip),
+        "adapt_prompt_sha256": (
+            request.adapt_prompt_embedding and file_sha256(request.adapt_prompt_embedding)
+        ),
+        "negative_sha256": file_sha256(request.negative_embedding),
+        "mmdit_fingerprint": checkpoint_fingerprint(layout.mmdit),
+        "vae_fingerprint": checkpoint_fingerprint(layout.vae),
+    }
+
+
+def check_donor(request: GenerateRequest) -> None:
+    """The donor options are given exactly for the cross-video control (``ValueError``)."""
+    donor = (request.adapt_clip, request.adapt_prompt_embedding, request.adapt_video_id)
+    cross = request.adapt is not None and request.adapt.adapt_on == CROSS_VIDEO
+    if cross and None in donor:
+        raise ValueError(
+            f"{request.method}: adapt_on cross-video needs --adapt-clip, "
+            "--adapt-prompt-embedding and --adapt-video-id (the donor video)"
+        )
+    if not cross and any(part is not None for part in donor):
+        raise ValueError(f"{request.method}: --adapt-clip is only for adapt_on cross-video")
+    if cross and request.adapt_video_id == request.video_id:
+        raise ValueError(f"{request.video_id}: the cross-video donor must be another video")
+
+
+def _donor(
+    request: GenerateRequest, bundle: pipeline.ModelBundle
+) -> tuple[np.ndarray, pipeline.V2VCondition, tuple[torch.Tensor, torch.Tensor]]:
+    """Frames, window encoding and prompt embedding of the cross-video donor."""
+    assert request.adapt_clip is not None and request.adapt_prompt_embedding is not None
+    sampling = request.sampling
+    frames = read_frames(request.adapt_clip, max_frames=sampling.num_cond_frames)
+    if len(frames) < sampling.num_cond_frames:
+        raise ValueError(f"{request.adapt_clip}: has {len(frames)} frames, "
+                         f"need {sampling.num_cond_frames} to adapt on")  # fmt: skip
+    condition = pipeline.encode_condition(
+        bundle, frames, num_cond_frames=sampling.num_cond_frames, num_frames=sampling.num_frames
+    )
+    _, txt, y_vec = load_prompt_embedding(request.adapt_prompt_embedding)
+    return frames, condition, (txt, y_vec)
+
+
+def adaptation_target(
+    bundle: pipeline.ModelBundle,
+    frames: np.ndarray,
+    condition: pipeline.V2VCondition,
+    config: AdaptConfig,
+    sampling: SamplingConfig,
+    prompt: tuple[torch.Tensor, torch.Tensor],
+    negative: tuple[torch.Tensor, torch.Tensor],
+) -> AdaptationTarget:
+    """The adaptation target of one video, on the model device.
+
+    The loss target is the encoding of the whole conditioning window (33 frames -> 9 latent
+    frames, the sampler's own condition). Every condition length ``k`` the objective can
+    draw gets the encoding of its first ``4(k - 1) + 1`` pixel frames on their own, computed
+    once per job.
+    """
+    device = bundle.device
+    window = sampling.cond_latent_frames
+    x0 = condition.masked_ref[:, :, :window]
+    conditions = {}
+    for k in condition_lengths(config.objective_spec(), window):
+        # k = window is the window itself, already encoded on its own for the sampler.
+        clean = x0 if k == window else pipeline.encode_clean_frames(bundle, frames, k)
+        conditions[k] = clean.to(device)
+    return AdaptationTarget(
+        x0=x0.to(device),
+        txt=prompt[0].to(device),
+        y_vec=prompt[1].to(device),
+        txt_neg=negative[0].to(device),
+        y_neg=negative[1].to(device),
+        conditions=conditions,
+    )
+
+
 def _num(value: float | None) -> float | str | None:
     # JSON has no NaN/inf: store them as strings.
     if value is None or math.isfinite(value):
         return value
     return str(value)
+
+
+def _nothing_to_save() -> None:
+    """A baseline run has no state to keep."""
+
+
+class SamplingInterrupted(RuntimeError):
+    """A preemption signal arrived while sampling."""
+
+
+def _preempted(request: GenerateRequest, message: str) -> GenerationError:
+    return GenerationError(
+        f"{request.video_id} ({request.method}): {message}", exit_code=ckpt.EXIT_PREEMPTED
+    )
 
 
 def _sample(
@@ -486,7 +657,12 @@ def _sample(
     y_neg: torch.Tensor,
     request: GenerateRequest,
     noise_seed: int,
+    stop: ckpt.PreemptionFlag | None = None,
 ) -> tuple[torch.Tensor, float]:
+    def check() -> None:
+        if stop:
+            raise SamplingInterrupted(f"interrupted by signal {stop.signal} while sampling")
+
     tick = time.perf_counter()
     latent = pipeline.sample_continuation(
         bundle,
@@ -498,6 +674,7 @@ def _sample(
         request.sampling.guidance_config(),
         seed=noise_seed,
         progress=request.progress,
+        before_step=check,
     )
     if bundle.device.type == "cuda":
         torch.cuda.synchronize(bundle.device)

@@ -28,15 +28,29 @@ from torch import Tensor, nn
 ADAPTER_NAME = "tta"
 
 _DOUBLE_ATTN = r"double_blocks\.\d+\.(img|txt)_attn\.(q_proj|k_proj|v_proj|proj)"
-_SINGLE_ATTN = r"single_blocks\.\d+\.(q_proj|k_proj|v_mlp|linear2)"
+_SINGLE_QK = r"single_blocks\.\d+\.(q_proj|k_proj)"
+# The single blocks fuse attention and MLP: v_mlp computes the value and the MLP input in
+# one matrix, linear2 the attention output and the MLP output.
+_SINGLE_FUSED = r"single_blocks\.\d+\.(v_mlp|linear2)"
 _DOUBLE_MLP = r"double_blocks\.\d+\.(img|txt)_mlp\.(0|2)"
 
 #: Target presets, named after what they adapt, as regular expressions matched with
-#: ``re.fullmatch`` against qualified module names of the real checkpoint.
+#: ``re.fullmatch`` against qualified module names of the real checkpoint (parameter counts
+#: at rank 16 on the full model, pinned by tests/tta/test_lora.py):
+#:
+#: - ``attn-only``: pure attention: q/k/v/out of both streams of the 19 double blocks and
+#:   q/k of the 38 single blocks (whose value and output projections are fused with the
+#:   MLP); 22,413,312 parameters;
+#: - ``attn+fused``: ``attn-only`` plus the single blocks' fused ``v_mlp`` / ``linear2``
+#:   (attention value/output *and* MLP in/out); 44,826,624;
+#: - ``attn+fused+mlp``: ``attn+fused`` plus the double blocks' MLPs; 63,504,384.
 TARGET_PRESETS: dict[str, str] = {
-    "attn": f"{_DOUBLE_ATTN}|{_SINGLE_ATTN}",
-    "attn+mlp": f"{_DOUBLE_ATTN}|{_SINGLE_ATTN}|{_DOUBLE_MLP}",
+    "attn-only": f"{_DOUBLE_ATTN}|{_SINGLE_QK}",
+    "attn+fused": f"{_DOUBLE_ATTN}|{_SINGLE_QK}|{_SINGLE_FUSED}",
+    "attn+fused+mlp": f"{_DOUBLE_ATTN}|{_SINGLE_QK}|{_SINGLE_FUSED}|{_DOUBLE_MLP}",
 }
+#: Earlier preset names that did not say what they adapt: refused with the new name.
+RENAMED_PRESETS = {"attn": "attn+fused", "attn+mlp": "attn+fused+mlp"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class LoraSpec:
     rank: int = 16
     alpha: float = 32.0
     dropout: float = 0.0
-    targets: str = "attn"
+    targets: str = "attn+fused"
 
     def __post_init__(self) -> None:
         if self.rank < 1:
@@ -59,6 +73,11 @@ class LoraSpec:
 
 def target_pattern(targets: str) -> re.Pattern[str]:
     """Compile a preset name or a user regular expression (matched with ``re.fullmatch``)."""
+    if targets in RENAMED_PRESETS:
+        raise ValueError(
+            f"LoRA preset {targets!r} was renamed {RENAMED_PRESETS[targets]!r} (it also adapts "
+            "the single blocks' fused MLP halves); 'attn-only' adapts attention alone"
+        )
     source = TARGET_PRESETS.get(targets, targets)
     try:
         return re.compile(source)
@@ -191,6 +210,23 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(state[name].to(param.dtype))
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """Run the base model (every LoRA layer bypassed) for the duration of the block."""
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    flags = {id(layer): layer.disable_adapters for layer in layers}
+    grads = {name: p.requires_grad for name, p in model.named_parameters()}
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(not flags[id(layer)])
+        for name, param in model.named_parameters():
+            param.requires_grad_(grads[name])
 
 
 @contextlib.contextmanager
