@@ -102,7 +102,7 @@ def build_scratch(
             group, clip = int(video[-6:-4]), int(video[-2:])
             writer.writerow(
                 [video, name, index, action_words(name), 1, "test", group, clip,
-                 f"{ucf}/{name}/{video}.avi", 150, 25.0, 320, 240, "ok", ""]
+                 f"{ucf}/{name}/{video}.avi", 150, 25.0, 320, 240, "ok", "", "test"]
             )  # fmt: skip
     # The prompt cache as `sora-tta encode-prompts` leaves it (placeholder files): the DAG
     # behind the prompt checkpoint is then known to the dry run.
@@ -125,8 +125,10 @@ def build_scratch(
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["data"] = {"ucf_root": str(ucf), "splits_dir": str(splits)}
     config["checkpoints"] = {"dir": str(ckpts)}
-    config["selection"].update(total=None, max_per_group=None)
+    config["selection"].update(total=None, max_per_group=None, validation=None)
     config["variants"] = {"named": {}, "grids": {"bench": {"axes": GRID}}}
+    config["statistics"]["final_variants"] = None
+    config["statistics"]["primary"]["variant"] = None
     config_path = root / "bench.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return config_path, len(entries), len({name for _, name, _ in entries})

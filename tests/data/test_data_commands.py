@@ -229,3 +229,26 @@ def test_unwritable_output_is_a_one_line_error(
          blocker / "c.mkv", "--height", 32, "--width", 48, "--expected-size", "64x48"]
     )  # fmt: skip
     assert code == 1 and f"{blocker / 'c.mkv'}: cannot write" in err
+
+
+def test_manifest_with_a_group_disjoint_validation_selection(
+    run_cli: Run, small_tree: SyntheticTree, tmp_path: Path
+) -> None:
+    out = tmp_path / "m.csv"
+    code, _, err = run_cli(
+        ["manifest", "--ucf-root", small_tree.videos, "--splits-dir", small_tree.splits,
+         "--expected-size", "64x48", "--validation-subset", "train",
+         "--validation-per-class", 2, "--validation-max-per-group", 1, "--out", out]
+    )  # fmt: skip
+    assert code == 0, err
+    frame = read_manifest(out)
+    test, val = frame[frame.role == "test"], frame[frame.role == "validation"]
+    assert len(val) == 6 and (val.subset == "train").all() and (val.status == "ok").all()
+    assert val.groupby("class_name").size().tolist() == [2, 2, 2]
+    groups = lambda rows: set(zip(rows.class_name.str.lower(), rows.group, strict=True))  # noqa: E731
+    assert not groups(test) & groups(val) and len(test) > 0
+    code, _, err = run_cli(
+        ["manifest", "--ucf-root", small_tree.videos, "--splits-dir", small_tree.splits,
+         "--validation-total", 3, "--out", tmp_path / "x.csv"]
+    )  # fmt: skip
+    assert code == 1 and "--validation-total needs --validation-subset" in err

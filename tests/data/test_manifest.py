@@ -13,6 +13,7 @@ from sora_tta.data.manifest import (
     ManifestError,
     ProbeSettings,
     build_manifest,
+    method_runs_on,
     read_manifest,
     write_manifest,
 )
@@ -147,3 +148,24 @@ def test_write_is_atomic(
     with pytest.raises(OSError, match="disk full"):
         write_manifest(manifest, tmp_path / "new.csv")
     assert not (tmp_path / "new.csv").exists()
+
+
+def test_method_runs_on_keeps_exploration_off_the_test_videos() -> None:
+    final = ["r16-abc"]
+    assert method_runs_on("baseline", final, True) == ("test", "validation")
+    assert method_runs_on("r16-abc", final, True) == ("test", "validation")
+    assert method_runs_on("r8-def", final, True) == ("validation",)
+    assert method_runs_on("r8-def", final, False) == ("test",)  # no validation selection
+
+
+def test_manifest_without_role_column_is_all_test(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    header = "video_id,class_name,class_index,caption,split,subset,group,clip,source_path,"
+    header += "num_frames,fps,width,height,status,reason\n"
+    path.write_text(header + "v_A_g01_c01,A,1,a,1,test,1,1,x.avi,70,25,64,48,ok,\n")
+    assert list(read_manifest(path)["role"]) == ["test"]
+    path.write_text(
+        header.rstrip("\n") + ",role\n" + "v_A_g01_c01,A,1,a,1,test,1,1,x.avi,70,25,64,48,ok,,dev\n"
+    )
+    with pytest.raises(ManifestError, match="unknown role"):
+        read_manifest(path)

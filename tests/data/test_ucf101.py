@@ -12,11 +12,14 @@ from sora_tta.data.ucf101 import (
     SelectionConfig,
     SplitError,
     VideoEntry,
+    check_disjoint_groups,
+    group_key,
     load_split,
     parse_video_id,
     read_class_index,
     read_list_file,
     read_split_list,
+    select_validation,
     select_videos,
     split_file,
 )
@@ -275,3 +278,21 @@ def test_read_list_file(tmp_path: Path) -> None:
         read_list_file(malformed, ENTRIES)
     with pytest.raises(SplitError, match="file not found"):
         read_list_file(tmp_path / "absent.txt", ENTRIES)
+
+
+def test_validation_never_takes_a_group_of_the_test_list() -> None:
+    test_list = [e for e in ENTRIES if e.group == 1]
+    candidates = list(ENTRIES)  # a list that also holds the test groups
+    chosen = select_validation(candidates, test_list, SelectionConfig(per_class=10, seed=3))
+    assert chosen and all(e.group != 1 for e in chosen)
+    assert {group_key(e) for e in chosen} == {
+        group_key(e) for e in ENTRIES if e.group != 1
+    }  # every other group is eligible
+    check_disjoint_groups(chosen, test_list)  # no error
+
+
+def test_shared_groups_are_an_error_naming_them() -> None:
+    a = [e for e in ENTRIES if e.class_name == "Archery" and e.group == 2]
+    b = [VideoEntry("v_archery_g02_c09", "archery", 3, 2, 9, "x.avi")]  # case-insensitive
+    with pytest.raises(SplitError, match=r"share 1 UCF-101 group\(s\): archery g02"):
+        check_disjoint_groups(a, b)

@@ -29,6 +29,8 @@ def _values(psnr: float, lpips: float) -> dict[str, float | None]:
         "psnr_clip": psnr - 1.0,
         "mse": 10.0,
         "ssim": 0.5,
+        "ssim_skimage": 0.4,
+        "tc_psnr": 30.0,
         "lpips": lpips,
         "flicker_gen": 3.0,
         "flicker_gt": 2.0,
@@ -186,6 +188,7 @@ def test_per_class_table(fake_results: Path) -> None:
         "psnr_clip",
         "mse",
         "ssim",
+        "ssim_skimage",
         "lpips",
         "flicker_err",
         "seam_err",
@@ -217,6 +220,10 @@ def test_summary_markdown(fake_results: Path) -> None:
     assert "4 videos shared with baseline" in text
     assert "Videos evaluated per method: baseline: 4, VAR1: 5." in text
     assert "RANDOM" not in text
+    published = text[text.index("## Published definitions") :]
+    assert "| method | psnr_clip | ssim_skimage | lpips | tc_psnr |" in published
+    assert "| baseline | 22.000 [" in published  # video-level PSNR of the fake records
+    assert "| VAR1 - baseline | 0.7500 [" in published  # paired, over the 4 shared videos
 
 
 def test_random_backbone_is_flagged(tmp_path: Path, fake_record, write_fake) -> None:

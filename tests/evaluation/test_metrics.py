@@ -176,3 +176,64 @@ def test_evaluate_clips_rejects_bad_input() -> None:
         metrics.evaluate_clips(gen, gt, 33, lambda a, b: np.zeros(1))
     with pytest.raises(ValueError, match="11x11"):
         metrics.evaluate_clips(gen[:, :8], gt[:, :8], 33, zeros)
+
+
+def _uniform_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """SSIM with a 7x7 uniform window and sample (N-1) statistics, per channel: the
+    published evaluation's scikit-image defaults written out."""
+    from scipy.ndimage import uniform_filter
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    n, pad = 49, 3
+    values = []
+    for ch in range(3):
+        a, b = x[..., ch].astype(float), y[..., ch].astype(float)
+
+        def box(img: np.ndarray) -> np.ndarray:
+            return uniform_filter(img, size=7, mode="reflect")
+
+        mu_a, mu_b = box(a), box(b)
+        var_a = (box(a * a) - mu_a**2) * n / (n - 1)
+        var_b = (box(b * b) - mu_b**2) * n / (n - 1)
+        cov = (box(a * b) - mu_a * mu_b) * n / (n - 1)
+        ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+            (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+        )
+        values.append(ssim_map[pad:-pad, pad:-pad].mean())
+    return float(np.mean(values))
+
+
+def test_published_ssim_is_the_uniform_window_definition() -> None:
+    gt = _random_clip(7, frames=2)
+    noise = np.random.default_rng(8).integers(-30, 30, gt.shape)
+    gen = np.clip(gt.astype(int) + noise, 0, 255).astype(np.uint8)
+    published = metrics.ssim_published_per_frame(gen, gt)
+    for i in range(2):
+        assert published[i] == pytest.approx(_uniform_ssim(gen[i], gt[i]), abs=1e-9)
+    assert not np.allclose(published, metrics.ssim_per_frame(gen, gt), atol=1e-3)
+
+
+def test_temporal_consistency_hand_values() -> None:
+    gen, gt = _temporal_clips()
+    # generated continuation alternates 100/104: every consecutive MSE is 16
+    assert metrics.temporal_consistency_psnr(gen[33:]) == pytest.approx(
+        10 * math.log10(255**2 / 16)
+    )
+    assert metrics.temporal_consistency_psnr(gt[33:]) == pytest.approx(10 * math.log10(255**2 / 4))
+    frozen = np.repeat(gen[33:34], 5, axis=0)
+    assert metrics.temporal_consistency_psnr(frozen) == PSNR_CAP_DB  # smooth is not true
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        metrics.temporal_consistency_psnr(gen[:1])
+
+
+def test_published_definitions_are_in_the_continuation_aggregates() -> None:
+    gen, gt = _temporal_clips()
+    result = metrics.evaluate_clips(gen, gt, 33, lambda a, b: np.zeros(len(a)))
+    cont = result["continuation"]["aggregates"]
+    assert cont["tc_psnr"] == pytest.approx(10 * math.log10(255**2 / 16))
+    assert cont["tc_psnr_gt"] == pytest.approx(10 * math.log10(255**2 / 4))
+    expected = np.mean(metrics.ssim_published_per_frame(gen[33:], gt[33:]))
+    assert cont["ssim_skimage"] == pytest.approx(expected)
+    mse = np.mean(metrics.mse_per_frame(gen[33:], gt[33:]))  # one MSE over all 32 frames
+    assert cont["psnr_clip"] == pytest.approx(10 * math.log10(255**2 / mse))
+    assert "ssim_skimage" in result["context"]["aggregates"]

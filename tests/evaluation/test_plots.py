@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sora_tta.evaluation.aggregate import OUTPUT_FILES
+from sora_tta.evaluation.aggregate import OUTPUT_FILES, PAIRED_FILE_COLUMNS
 from sora_tta.evaluation.plots import (
     FIGURE_FILES,
     PlotConfig,
@@ -21,7 +21,6 @@ from sora_tta.evaluation.plots import (
 )
 from sora_tta.evaluation.stats import BootstrapConfig
 from sora_tta.evaluation.strip import choose_strip_videos, make_strip
-from sora_tta.evaluation.tables import PAIRED_COLUMNS
 
 VIDEOS = {"v_A_g01_c01": "A", "v_A_g02_c01": "A", "v_B_g01_c01": "B"}
 METHODS = ("baseline", "VAR1")
@@ -149,7 +148,7 @@ def test_baseline_only_still_writes_every_figure(pipeline: Path, cli, tmp_path: 
     cli(["aggregate", "--metrics-dir", str(pipeline / "metrics"), "--methods", "baseline",
          "--out-dir", str(agg), "--bootstrap", "200"])  # fmt: skip
     paired = pd.read_csv(agg / "paired.csv")
-    assert paired.empty and list(paired.columns) == PAIRED_COLUMNS
+    assert paired.empty and list(paired.columns) == PAIRED_FILE_COLUMNS
     cli(["plot", "--aggregate-dir", str(agg), "--generations-dir", str(pipeline / "generations"),
          "--clips-dir", str(pipeline / "clips"), "--out-dir", str(out), "--strip-videos", "1",
          "--bootstrap", "200"])  # fmt: skip

@@ -10,8 +10,10 @@ from scipy import stats as sps
 
 from sora_tta.evaluation.stats import (
     BootstrapConfig,
+    StatisticsConfig,
     bootstrap_mean_ci,
     describe,
+    holm_adjust,
     paired_stats,
     verdict,
     wilcoxon_p,
@@ -109,3 +111,46 @@ def test_verdict() -> None:
     assert verdict(few, "higher") == "unclear"
     same = paired_stats(np.ones(5), np.ones(5), "lower", config)
     assert verdict(same, "lower") == "same"
+
+
+def _holm_by_definition(p: list[float]) -> list[float]:
+    """Holm's adjusted p-values straight from the definition (max over the step-down)."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    adjusted = [0.0] * m
+    for rank, i in enumerate(order):
+        adjusted[i] = min(1.0, max((m - j) * p[order[j]] for j in range(rank + 1)))
+    return adjusted
+
+
+def test_holm_adjust_hand_values_and_definition() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(holm_adjust(p), [0.03, 0.06, 0.06, 0.02])
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q = rng.uniform(0, 0.3, size=7)
+        np.testing.assert_allclose(holm_adjust(q), _holm_by_definition(list(q)))
+
+
+def test_holm_adjust_ignores_nan_and_caps_at_one() -> None:
+    out = holm_adjust(np.array([np.nan, 0.5, 0.6]))
+    assert np.isnan(out[0]) and list(out[1:]) == [1.0, 1.0]
+    assert holm_adjust(np.array([])).size == 0
+
+
+def test_verdict_judges_by_the_given_p_value() -> None:
+    result = paired_stats(np.arange(1.0, 7.0) + 1.0, np.arange(1.0, 7.0), "higher")
+    assert result.p_value == pytest.approx(2 / 64)  # exact: all 6 differences positive
+    assert verdict(result, "higher") == "better"
+    assert verdict(result, "higher", p_value=5 * result.p_value) == "unclear"
+
+
+def test_statistics_config_checks_the_declaration() -> None:
+    with pytest.raises(ValueError, match="not in the family"):
+        StatisticsConfig(primary_metric="mse")
+    with pytest.raises(ValueError, match="not a final variant"):
+        StatisticsConfig(primary_variant="a", final_variants=("b",))
+    with pytest.raises(ValueError, match="unknown segment"):
+        StatisticsConfig(family_segments=("middle",))
+    with pytest.raises(ValueError, match="alpha"):
+        StatisticsConfig(alpha=0.0)

@@ -171,10 +171,11 @@ def test_preflight_lists_everything_missing_before_any_job(tmp_path):
     )
     assert result.returncode != 0
     text = result.output
-    assert "preflight: 12 required file(s) missing" in text
+    assert "preflight: 13 required file(s) missing" in text
     for path in (
         "data/UCF-101",
         "data/ucfTrainTestlist/testlist01.txt",
+        "data/ucfTrainTestlist/trainlist01.txt",  # the validation selection's candidates
         "ckpts/Open_Sora_v2.safetensors",
         "ckpts/hunyuan_vae.safetensors",
         "ckpts/google/t5-v1_1-xxl/config.json",

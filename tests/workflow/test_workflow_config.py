@@ -95,6 +95,13 @@ def mutate(path: str, value):
         ("sampling.guidance", "high", "sampling.guidance: 'high' is not of type 'number'"),
         ("selection.split", 4, "selection.split: 4 is not one of [1, 2, 3]"),
         ("selection.per_class", 2, "selection: per_class and total are exclusive"),
+        (
+            "selection.validation",
+            {"per_class": 2, "total": 5},
+            "selection.validation: per_class and total are exclusive",
+        ),
+        ("selection.validation", {"subset": "dev"}, "selection.validation.subset: 'dev'"),
+        ("statistics.alpha", 1.5, "statistics.alpha: 1.5 is greater than or equal"),
         ("selection.expected_size", "320", "selection.expected_size: '320' does not match"),
         ("evaluation.lpips_backbone", "vgg", "evaluation.lpips_backbone: 'vgg' is not one of"),
         ("data.ucf_root", KeyError, "data.ucf_root: required (or set data.synthetic"),
@@ -153,8 +160,12 @@ def test_paths_and_manifest_options():
     assert wc.split_list_files(real) == [
         "data/ucfTrainTestlist/classInd.txt",
         "data/ucfTrainTestlist/testlist01.txt",
+        "data/ucfTrainTestlist/trainlist01.txt",  # the validation selection's candidates
     ]
-    assert wc.manifest_options(real) == "--total 100 --max-per-group 1 --decode-check"
+    assert wc.manifest_options(real) == (
+        "--total 100 --max-per-group 1 --decode-check --validation-subset train"
+        " --validation-total 50 --validation-max-per-group 1"
+    )
     real["selection"]["caption_overrides"] = "my captions.yaml"
     assert "--caption-overrides 'my captions.yaml'" in wc.manifest_options(real)
     ckpt = wc.checkpoint_paths(real)
@@ -191,11 +202,12 @@ def test_preflight_lists_everything_missing_in_one_message(tmp_path):
     lpips = str(tmp_path / "torch/hub/checkpoints/alexnet-owt-7be5be79.pth")
     missing = wc.missing_requirements(wc.required_files(config, lpips_path=lambda: lpips))
     message = wc.preflight_message(missing, "config/config.yaml")
-    assert message.startswith("preflight: 12 required file(s) missing for config/config.yaml")
+    assert message.startswith("preflight: 13 required file(s) missing for config/config.yaml")
     for needle in (
         "UCF-101 video folder",
         "splits/classInd.txt",
         "splits/testlist01.txt",
+        "splits/trainlist01.txt",
         "ckpts/Open_Sora_v2.safetensors",
         "ckpts/hunyuan_vae.safetensors",
         "T5 text encoder weights",
@@ -212,7 +224,7 @@ def test_preflight_passes_when_everything_exists(tmp_path):
     make_checkpoint_tree(tmp_path / "ckpts")
     (tmp_path / "UCF-101").mkdir()
     (tmp_path / "splits").mkdir()
-    for name in ("classInd.txt", "testlist01.txt"):
+    for name in ("classInd.txt", "testlist01.txt", "trainlist01.txt"):
         (tmp_path / "splits" / name).write_text("")
     lpips = tmp_path / "alexnet.pth"
     lpips.write_bytes(b"x")
@@ -369,3 +381,43 @@ def test_forced_rules_are_read_from_the_command_line():
     assert wc.forced_rules(argv) == {"encode_prompts", "plot"}
     assert wc.forced_rules(["-R", "encode_prompts"]) == {"encode_prompts"}
     assert wc.forced_rules(["all"]) == set()
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_aggregate_options_declare_the_family(name):
+    """The statistics section becomes aggregate flags that the command turns into the
+    declared StatisticsConfig, variant names resolved to method ids."""
+    import shlex
+
+    from sora_tta.cli import build_parser
+    from sora_tta.evaluation.commands import statistics_config
+
+    config = load(name)
+    validate_with_defaults(config)
+    variants = V.expand_variants(
+        config["variants"], config["adapt"], kinds=wc.adapt_param_kinds(SCHEMA)
+    )
+    methods = V.method_ids(variants)
+    required = ["--metrics-dir", "m", "--methods", ",".join(methods), "--out-dir", "o"]
+    options = shlex.split(wc.aggregate_options(config, methods))
+    stats = statistics_config(build_parser().parse_args(["aggregate", *required, *options]))
+    declared = config["statistics"]
+    final = [V.resolve_variant(v, methods) for v in declared["final_variants"]]
+    assert stats.final_variants == tuple(final) and stats.primary_variant == final[0]
+    assert (stats.primary_metric, stats.primary_segment) == ("psnr", "continuation")
+    assert stats.alpha == declared["alpha"] and stats.min_group_n == declared["min_group_n"]
+
+
+def test_aggregate_options_reject_contradictions():
+    methods = ["baseline", "a-1f", "b-2e"]
+    config = {"statistics": {"primary": {"metric": "psnr", "segment": "continuation",
+              "variant": "b"}, "family": {"metrics": ["psnr"], "segments": ["continuation"]},
+              "final_variants": ["a"]}}  # fmt: skip
+    with pytest.raises(ValueError, match="not a final variant"):
+        wc.aggregate_options(config, methods)
+    config["statistics"]["final_variants"] = ["c"]
+    with pytest.raises(ValueError, match="matches 0"):
+        wc.aggregate_options(config, methods)
+    config["statistics"].update(final_variants=None, family={"metrics": ["ssim"]})
+    with pytest.raises(ValueError, match="primary metric"):
+        wc.aggregate_options(config, methods)

@@ -55,6 +55,11 @@ except variant_lib.VariantError as err:
 VARIANT_BY_ID = {variant.method_id: variant for variant in VARIANTS}
 METHODS = variant_lib.method_ids(VARIANTS)
 BASELINE = variant_lib.BASELINE
+try:
+    AGGREGATE_OPTIONS = wc.aggregate_options(config, METHODS)
+    FINAL_METHODS = wc.final_method_ids(config, METHODS)
+except ValueError as err:
+    raise WorkflowError(f"invalid configuration ({CONFIG_SOURCE}): statistics: {err}")
 
 # Software of the shell rules under --sdm conda (plain runs use the current environment).
 CONDA_ENV = "../../envs/sora-tta.yaml"
@@ -88,6 +93,8 @@ REPORT_PAGES = [
     "summary",
     "paired",
     "per_class",
+    "per_type",
+    "validation_paired",
     "cost",
     "failures",
     "methods",
@@ -184,7 +191,7 @@ class ManifestIndex:
         from sora_tta.data.manifest import read_manifest
 
         frame = read_manifest(path)
-        columns = ("video_id", "class_name", "caption", "source_path", "status")
+        columns = ("video_id", "class_name", "caption", "source_path", "status", "role")
         self.rows = {
             str(row[0]): dict(zip(columns, map(str, row)))
             for row in zip(*(frame[c] for c in columns))
@@ -193,6 +200,10 @@ class ManifestIndex:
         self.by_class = {}
         for video in self.usable:
             self.by_class.setdefault(self.rows[video]["class_name"], []).append(video)
+        self.has_validation = any(
+            self.rows[v]["role"] == "validation" for v in self.usable
+        )
+        self._method_classes = {}
         bad = [c for c in self.by_class if not re.fullmatch(CLASS_NAME_PATTERN, c)]
         if bad:
             raise WorkflowError(
@@ -216,12 +227,27 @@ class ManifestIndex:
             )
         return row
 
-    def class_videos(self, class_name):
+    def method_classes(self, method):
+        """Class -> usable videos that ``method`` runs on (method_runs_on), classes
+        without any left out."""
+        if method not in self._method_classes:
+            from sora_tta.data.manifest import method_runs_on
+
+            roles = method_runs_on(method, FINAL_METHODS, self.has_validation, BASELINE)
+            table = {}
+            for class_name, videos in self.by_class.items():
+                kept = [v for v in videos if self.rows[v]["role"] in roles]
+                if kept:
+                    table[class_name] = kept
+            self._method_classes[method] = table
+        return self._method_classes[method]
+
+    def method_class_videos(self, method, class_name):
         try:
-            return self.by_class[class_name]
+            return self.method_classes(method)[class_name]
         except KeyError:
             raise WorkflowError(
-                f"{MANIFEST}: no usable video of class {class_name!r}"
+                f"{MANIFEST}: no usable video of class {class_name!r} for {method}"
             ) from None
 
     def prompt_id(self, video):
@@ -327,21 +353,25 @@ def class_generations(wildcards):
     checkpoint like their generation jobs do, so that both are re-evaluated together after
     prompts were (re)encoded and an unchanged generation does not look updated."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
-    videos = manifest_index().class_videos(wildcards.class_name)
+    videos = manifest_index().method_class_videos(
+        wildcards.method, wildcards.class_name
+    )
     return [GEN_META.format(method=wildcards.method, video=v) for v in videos]
 
 
 @cached_signature
 def class_clips(wildcards):
     """The ground-truth clips of one class, in the order of :func:`class_generations`."""
-    videos = manifest_index().class_videos(wildcards.class_name)
+    videos = manifest_index().method_class_videos(
+        wildcards.method, wildcards.class_name
+    )
     return [CLIP.format(video=v) for v in videos]
 
 
 @cached_signature
 def class_video_ids(wildcards):
     """The video ids of one class, in the order of :func:`class_generations`."""
-    return manifest_index().class_videos(wildcards.class_name)
+    return manifest_index().method_class_videos(wildcards.method, wildcards.class_name)
 
 
 def method_settings(method):
@@ -430,8 +460,12 @@ def all_metrics(wildcards):
     their consumer waits on itself, so the per-video jobs' own wait on the prompt checkpoint would otherwise never be
     resolved when that checkpoint has nothing to redo."""
     checkpoint_output(checkpoints.encode_prompts, NEGATIVE)
-    classes = manifest_index().by_class
-    return [METRICS.format(method=m, class_name=c) for m in METHODS for c in classes]
+    index = manifest_index()
+    return [
+        METRICS.format(method=m, class_name=c)
+        for m in METHODS
+        for c in index.method_classes(m)
+    ]
 
 
 def study_outputs():

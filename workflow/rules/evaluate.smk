@@ -37,8 +37,8 @@ rule evaluate:
 # loss.csv: they come from the same jobs as the videos the metrics need, so depending on
 # every metrics file covers them (and saves 50,000 file lookups in the full-size DAG).
 rule aggregate:
-    """Long, summary, paired, per-class, cost and failure tables over every usable video and
-    method (a video whose generation failed for good is left out for that method)."""
+    """Long, summary, paired (Holm-adjusted family), per-class, per-action-type and cost
+    tables over every usable video and method."""
     input:
         metrics=all_metrics,
         manifest=MANIFEST,
@@ -46,8 +46,11 @@ rule aggregate:
         summary=f"{AGGREGATE_DIR}/summary.csv",
         paired=f"{AGGREGATE_DIR}/paired.csv",
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
+        per_type=f"{AGGREGATE_DIR}/per_type.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
         failures=f"{AGGREGATE_DIR}/failures.csv",
+        validation_summary=f"{AGGREGATE_DIR}/validation_summary.csv",
+        validation_paired=f"{AGGREGATE_DIR}/validation_paired.csv",
         long=report(
             f"{AGGREGATE_DIR}/long.csv",
             caption="../report/long.rst",
@@ -72,11 +75,12 @@ rule aggregate:
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         bootstrap=config["aggregate"]["bootstrap"],
         seed=config["aggregate"]["seed"],
+        statistics=AGGREGATE_OPTIONS,
     shell:
         "sora-tta aggregate --metrics-dir {params.metrics_dir}"
         " --generations-dir {params.generations_dir} --methods {params.methods}"
         " --baseline {params.baseline} --manifest {input.manifest} --out-dir {params.out_dir}"
-        " --bootstrap {params.bootstrap} --seed {params.seed} > {log} 2>&1"
+        " --bootstrap {params.bootstrap} --seed {params.seed} {params.statistics} > {log} 2>&1"
 
 
 rule plot:

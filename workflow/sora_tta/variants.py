@@ -381,6 +381,22 @@ def method_ids(variants: Iterable[Variant]) -> list[str]:
     return [BASELINE, *(v.method_id for v in variants)]
 
 
+def resolve_variant(name: str, methods: Iterable[str]) -> str:
+    """The method id of variant ``name``: an exact method id, or the one id ``<name>-<hash>``.
+
+    Raises ``VariantError`` naming the known methods when there is none or more than one.
+    """
+    methods = list(methods)
+    if name in methods:
+        return name
+    found = [m for m in methods if m.rsplit("-", 1)[0] == name]
+    if len(found) != 1:
+        raise VariantError(
+            f"variant {name!r} matches {len(found)} of the methods {', '.join(methods)}"
+        )
+    return found[0]
+
+
 def method_wildcard_pattern(variants: Iterable[Variant]) -> str:
     """Regular expression matching exactly the variants' method ids (for wildcard constraints)."""
     ids = [re.escape(v.method_id) for v in variants]

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,9 @@ def semantic_problems(
     selection = _section(config, "selection")
     if selection.get("per_class") is not None and selection.get("total") is not None:
         problems.append("selection: per_class and total are exclusive; set at most one")
+    validation = selection.get("validation") or {}
+    if validation.get("per_class") is not None and validation.get("total") is not None:
+        problems.append("selection.validation: per_class and total are exclusive; set at most one")
     sampling = _section(config, "sampling")
     for key in ("num_cond_frames", "num_frames"):
         if key in sampling and not _is_4k_plus_1(sampling[key]):
@@ -330,11 +333,19 @@ def data_paths(config: Mapping[str, Any]) -> DataPaths:
 
 
 def split_list_files(config: Mapping[str, Any]) -> list[str]:
-    """The split files the manifest reads: ``classInd.txt`` and ``{subset}list0{split}.txt``."""
+    """The split files the manifest reads: ``classInd.txt``, ``{subset}list0{split}.txt`` and
+    the validation selection's list, if any."""
     paths = data_paths(config)
     selection = _section(config, "selection")
     subset, split = selection.get("subset", "test"), selection.get("split", 1)
-    return [f"{paths.splits_dir}/classInd.txt", f"{paths.splits_dir}/{subset}list0{split}.txt"]
+    files = [f"{paths.splits_dir}/classInd.txt", f"{paths.splits_dir}/{subset}list0{split}.txt"]
+    validation = selection.get("validation")
+    if validation:
+        val_split = validation.get("split") or split
+        val_file = f"{paths.splits_dir}/{validation.get('subset', 'train')}list0{val_split}.txt"
+        if val_file not in files:
+            files.append(val_file)
+    return files
 
 
 @dataclass(frozen=True)
@@ -380,9 +391,32 @@ def manifest_options(config: Mapping[str, Any]) -> str:
             "--list": selection.get("list"),
             "--caption-overrides": selection.get("caption_overrides"),
             "--decode-check": bool(selection.get("decode_check")),
+            **validation_options(selection.get("validation")),
             "--exclude": json.dumps(selection["exclude"]) if selection.get("exclude") else None,
         }
     )
+
+
+def validation_options(validation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``sora-tta manifest`` flags of ``selection.validation`` (none when it is null)."""
+    if not validation:
+        return {}
+    return {
+        "--validation-subset": validation.get("subset", "train"),
+        "--validation-split": validation.get("split"),
+        "--validation-per-class": validation.get("per_class"),
+        "--validation-total": validation.get("total"),
+        "--validation-max-per-group": validation.get("max_per_group"),
+    }
+
+
+def final_method_ids(config: Mapping[str, Any], methods: Sequence[str]) -> list[str]:
+    """Method ids of the final variants (``statistics.final_variants``; null = every variant)."""
+    from sora_tta.variants import BASELINE, resolve_variant
+
+    variants = [m for m in methods if m != BASELINE]
+    final = _section(config, "statistics").get("final_variants")
+    return variants if final is None else [resolve_variant(v, variants) for v in final]
 
 
 @dataclass(frozen=True)
@@ -617,6 +651,42 @@ def evaluate_options(config: Mapping[str, Any]) -> str:
             "--lpips-backbone": evaluation.get("lpips_backbone", "alexnet"),
             "--lpips-seed": evaluation.get("lpips_seed", 0),
             "--device": evaluation.get("device", "auto"),
+        }
+    )
+
+
+def aggregate_options(config: Mapping[str, Any], methods: Sequence[str]) -> str:
+    """Flags of ``sora-tta aggregate`` for the ``statistics`` section: the declared primary
+    endpoint and family, variant names resolved to method ids (``ValueError`` naming the
+    problem when a name matches no variant or the declaration contradicts itself)."""
+    from sora_tta.variants import resolve_variant
+
+    stats = _section(config, "statistics")
+    primary, family = stats.get("primary", {}), stats.get("family", {})
+    metrics = list(family.get("metrics", []))
+    segments = list(family.get("segments", []))
+    variants = [m for m in methods if m != "baseline"]
+    final = stats.get("final_variants")
+    final_ids = None if final is None else [resolve_variant(v, variants) for v in final]
+    primary_id = primary.get("variant")
+    if primary_id is not None:
+        primary_id = resolve_variant(primary_id, variants)
+        if final_ids is not None and primary_id not in final_ids:
+            raise ValueError(f"primary variant {primary['variant']!r} is not a final variant")
+    if metrics and primary.get("metric") not in metrics:
+        raise ValueError(f"primary metric {primary.get('metric')!r} is not in family.metrics")
+    if segments and primary.get("segment") not in segments:
+        raise ValueError(f"primary segment {primary.get('segment')!r} is not in family.segments")
+    return _options(
+        {
+            "--alpha": stats.get("alpha"),
+            "--primary-metric": primary.get("metric"),
+            "--primary-segment": primary.get("segment"),
+            "--primary-variant": primary_id,
+            "--family-metrics": ",".join(metrics) or None,
+            "--family-segments": ",".join(segments) or None,
+            "--final-variants": None if final_ids is None else ",".join(final_ids),
+            "--min-group-n": stats.get("min_group_n"),
         }
     )
 

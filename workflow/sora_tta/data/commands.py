@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from sora_tta.cli import CommandError
 
@@ -176,6 +177,17 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
         "--list", type=Path, dest="list_file", help="only videos named in this file (ids or paths)"
     )
     p.add_argument("--seed", type=non_negative_int, default=0, help="selection seed (default 0)")
+    val = p.add_argument_group(
+        "validation selection",
+        "videos exploration runs on, never from a UCF-101 group of the test list (rows with "
+        "role 'validation'); none without --validation-subset",
+    )
+    val.add_argument("--validation-subset", choices=("test", "train"), default=None)
+    val.add_argument("--validation-split", type=int, choices=(1, 2, 3), default=None)
+    val_count = val.add_mutually_exclusive_group()
+    val_count.add_argument("--validation-per-class", type=positive_int)
+    val_count.add_argument("--validation-total", type=positive_int)
+    val.add_argument("--validation-max-per-group", type=positive_int)
     p.add_argument(
         "--caption-template",
         default=None,
@@ -220,8 +232,11 @@ def _exclusions(text: str) -> dict[str, str]:
 
 
 def _run_manifest(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from sora_tta.data.captions import DEFAULT_TEMPLATE, Captioner, CaptionError, read_overrides
     from sora_tta.data.manifest import (
+        ROLE_VALIDATION,
         ProbeSettings,
         build_manifest,
         exclude_videos,
@@ -242,7 +257,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.splits_dir}: split folder not found")
     try:
         classes = read_class_index(args.splits_dir / "classInd.txt")
-        entries = load_split(args.splits_dir, args.split, args.subset)
+        entries = test_list = load_split(args.splits_dir, args.split, args.subset)
         if args.list_file is not None:
             entries = read_list_file(args.list_file, entries)
         overrides = {}
@@ -251,6 +266,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
         captioner = Captioner(args.caption_template or DEFAULT_TEMPLATE, overrides)
         selection = SelectionConfig(args.per_class, args.total, args.max_per_group, args.seed)
         chosen = select_videos(entries, selection)
+        validation = _validation_selection(args, test_list, chosen)
     except (SplitError, CaptionError) as err:
         raise CommandError(str(err)) from err
     except ValueError as err:
@@ -258,6 +274,15 @@ def _run_manifest(args: argparse.Namespace) -> int:
     min_frames = args.min_frames or args.start_frame + args.num_frames
     settings = ProbeSettings(min_frames, args.expected_size, args.decode_check, args.jobs)
     frame = build_manifest(chosen, args.ucf_root, captioner, args.split, args.subset, settings)
+    if validation is not None:
+        split, subset, videos = validation
+        rows = build_manifest(
+            videos, args.ucf_root, captioner, split, subset, settings, role=ROLE_VALIDATION
+        )
+        frame = pd.concat([frame, rows], ignore_index=True)
+        duplicated = frame["video_id"][frame["video_id"].duplicated()]
+        if not duplicated.empty:
+            raise CommandError(f"video {duplicated.iloc[0]} is selected for validation and test")
     frame = exclude_videos(frame, args.exclude)
     try:
         write_manifest(frame, args.out)
@@ -271,6 +296,45 @@ def _run_manifest(args: argparse.Namespace) -> int:
         ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
     )
     return 0
+
+
+def _validation_selection(
+    args: argparse.Namespace, test_list: list[Any], test_chosen: list[Any]
+) -> tuple[int, str, list[Any]] | None:
+    """``(split, subset, videos)`` of the validation selection, or None when not asked for.
+
+    Candidates come from ``--validation-split``/``--validation-subset`` (default: the test
+    selection's split); groups of the whole test list are excluded and the result is
+    checked to share no group with the chosen test videos.
+    """
+    from sora_tta.data.ucf101 import (
+        SelectionConfig,
+        check_disjoint_groups,
+        load_split,
+        select_validation,
+    )
+
+    if args.validation_subset is None:
+        given = [
+            name
+            for name in ("split", "per_class", "total", "max_per_group")
+            if getattr(args, f"validation_{name}") is not None
+        ]
+        if given:
+            flags = ", ".join(f"--validation-{n.replace('_', '-')}" for n in given)
+            raise ValueError(f"{flags} needs --validation-subset")
+        return None
+    split = args.validation_split or args.split
+    candidates = load_split(args.splits_dir, split, args.validation_subset)
+    config = SelectionConfig(
+        args.validation_per_class,
+        args.validation_total,
+        args.validation_max_per_group,
+        args.seed,
+    )
+    videos = select_validation(candidates, test_list, config)
+    check_disjoint_groups(videos, test_chosen)
+    return split, args.validation_subset, videos
 
 
 def _register_preprocess(subparsers: argparse._SubParsersAction) -> None:

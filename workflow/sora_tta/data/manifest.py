@@ -1,7 +1,8 @@
 """The manifest: one CSV row per selected video with its caption and probe status.
 
 Columns (:data:`MANIFEST_COLUMNS`): ``video_id, class_name, class_index, caption, split,
-subset, group, clip, source_path, num_frames, fps, width, height, status, reason``.
+subset, group, clip, source_path, num_frames, fps, width, height, status, reason, role``
+(``role``: ``test`` or ``validation``, see :data:`ROLES`).
 ``num_frames`` is the source frame count; ``status`` is one of
 :data:`sora_tta.data.probe.STATUSES`. A bad video never stops the run: it becomes a row
 with its status and reason.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,35 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = (
     "video_id", "class_name", "class_index", "caption", "split", "subset", "group", "clip",
-    "source_path", "num_frames", "fps", "width", "height", "status", "reason",
+    "source_path", "num_frames", "fps", "width", "height", "status", "reason", "role",
 )  # fmt: skip
+#: Which selection a row belongs to: the study's test videos, or the validation videos that
+#: exploration runs on (never sharing a UCF-101 group with the test videos).
+ROLE_TEST = "test"
+ROLE_VALIDATION = "validation"
+ROLES = (ROLE_TEST, ROLE_VALIDATION)
 _INT_COLUMNS = ("class_index", "split", "group", "clip")
 _OPTIONAL_INT_COLUMNS = ("num_frames", "width", "height")
-_STR_COLUMNS = ("video_id", "class_name", "caption", "subset", "source_path", "status", "reason")
+_STR_COLUMNS = (
+    "video_id", "class_name", "caption", "subset", "source_path", "status", "reason", "role",
+)  # fmt: skip
+
+
+def method_runs_on(
+    method: str, final: Sequence[str], has_validation: bool, baseline: str = "baseline"
+) -> tuple[str, ...]:
+    """The manifest roles whose videos ``method`` is generated and evaluated for.
+
+    The baseline and the final variants run on every selected video (test and validation:
+    exploration compares with them on validation); exploratory variants run on the
+    validation videos only, so choosing among them never looks at a test video. Without a
+    validation selection every method runs on the test videos.
+    """
+    if not has_validation:
+        return (ROLE_TEST,)
+    if method == baseline or method in final:
+        return (ROLE_TEST, ROLE_VALIDATION)
+    return (ROLE_VALIDATION,)
 
 
 class ManifestError(ValueError):
@@ -49,7 +74,12 @@ class ProbeSettings:
 
 
 def manifest_row(
-    entry: VideoEntry, probe: ProbeResult, caption: str, split: int, subset: str
+    entry: VideoEntry,
+    probe: ProbeResult,
+    caption: str,
+    split: int,
+    subset: str,
+    role: str = ROLE_TEST,
 ) -> dict[str, object]:
     """One manifest row from a split entry and its probe result."""
     return {
@@ -68,6 +98,7 @@ def manifest_row(
         "height": probe.height,
         "status": probe.status,
         "reason": probe.reason,
+        "role": role,
     }
 
 
@@ -78,8 +109,10 @@ def build_manifest(
     split: int,
     subset: str,
     settings: ProbeSettings = ProbeSettings(),
+    role: str = ROLE_TEST,
 ) -> pd.DataFrame:
-    """Probe every entry under ``ucf_root`` (``settings.jobs`` threads) and build the table."""
+    """Probe every entry under ``ucf_root`` (``settings.jobs`` threads) and build the table
+    (every row with ``role``)."""
     entries = list(entries)
     paths = [os.path.join(ucf_root, entry.relpath) for entry in entries]
 
@@ -92,7 +125,9 @@ def build_manifest(
     else:
         probes = [probe(path) for path in paths]
     rows = [
-        manifest_row(entry, result, captioner(entry.class_name, entry.video_id), split, subset)
+        manifest_row(
+            entry, result, captioner(entry.class_name, entry.video_id), split, subset, role
+        )
         for entry, result in zip(entries, probes, strict=True)
     ]
     return _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
@@ -137,8 +172,9 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and validate a manifest CSV; ``ManifestError`` names the file and the problem.
 
-    Checks: every column of :data:`MANIFEST_COLUMNS` present, integer columns integral,
-    statuses known, ``video_id`` unique. Empty cells of strings read as ``""``, of
+    Checks: every column of :data:`MANIFEST_COLUMNS` present (a manifest without ``role``
+    is all test), integer columns integral, statuses and roles known, ``video_id`` unique.
+    Empty cells of strings read as ``""``, of
     ``num_frames``/``width``/``height`` as ``<NA>`` (nullable ``Int64``), of ``fps`` as NaN.
     """
     path = Path(path)
@@ -148,6 +184,8 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not a readable CSV ({err})") from err
+    if "role" not in frame.columns:  # written before validation selections existed
+        frame["role"] = ROLE_TEST
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ManifestError(f"{path}: missing columns {missing}")
@@ -169,6 +207,9 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     unknown = sorted(set(frame["status"]) - set(STATUSES))
     if unknown:
         raise ManifestError(f"{path}: unknown status {unknown}; expected one of {list(STATUSES)}")
+    unknown = sorted(set(frame["role"]) - set(ROLES))
+    if unknown:
+        raise ManifestError(f"{path}: unknown role {unknown}; expected one of {list(ROLES)}")
     incomplete = (frame["status"] == "ok") & frame[
         ["num_frames", "fps", "width", "height"]
     ].isna().any(axis=1)

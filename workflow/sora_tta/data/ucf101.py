@@ -313,3 +313,39 @@ def _spread(total: int, available: dict[str, int], seed: int) -> dict[str, int]:
                 quota[name] += 1
                 remaining -= 1
     return quota
+
+
+def group_key(entry: VideoEntry) -> tuple[str, int]:
+    """The UCF-101 group of a clip: (class, gNN). Clips of one group share actor and scene."""
+    return entry.class_name.lower(), entry.group
+
+
+def select_validation(
+    candidates: list[VideoEntry], test_entries: list[VideoEntry], config: SelectionConfig
+) -> list[VideoEntry]:
+    """Pick the validation videos from ``candidates`` (e.g. ``trainlist01``), never from a
+    group of ``test_entries`` (the whole test list, not only the selected clips).
+
+    Official splits already keep train and test groups apart; the exclusion makes the
+    guarantee hold for any list the configuration names. Selection as :func:`select_videos`.
+    """
+    taken = {group_key(e) for e in test_entries}
+    eligible = [e for e in candidates if group_key(e) not in taken]
+    if len(eligible) < len(candidates):
+        log.info(
+            "validation: %d of %d candidates dropped (their group is in the test list)",
+            len(candidates) - len(eligible),
+            len(candidates),
+        )
+    return select_videos(eligible, config)
+
+
+def check_disjoint_groups(validation: list[VideoEntry], test: list[VideoEntry]) -> None:
+    """Raise :class:`SplitError` naming the shared groups when validation and test overlap."""
+    shared = sorted({group_key(e) for e in validation} & {group_key(e) for e in test})
+    if shared:
+        names = ", ".join(f"{cls} g{group:02d}" for cls, group in shared[:10])
+        raise SplitError(
+            f"validation and test share {len(shared)} UCF-101 group(s): {names}; "
+            "clips of one group show the same actors and scene"
+        )

@@ -74,9 +74,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "aggregate",
-        help="tables over all per-video metrics: long, summary, paired tests, per class, cost",
+        help="tables over all per-video metrics: long, summary, paired tests (Holm-adjusted "
+        "family), per class, per action type, cost",
         description="Aggregate per-video metric files into long.csv, summary.csv, paired.csv, "
-        "per_class.csv, cost.csv and summary.md.",
+        "per_class.csv, per_type.csv, cost.csv and summary.md.",
     )
     p.add_argument("--metrics-dir", required=True, help="holds {method}/{video}.json")
     p.add_argument("--generations-dir", default=None, help="holds {method}/{video}/meta.json")
@@ -88,6 +89,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--bootstrap", type=_positive_int, default=10_000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_statistics_arguments(p)
     p.set_defaults(func=aggregate_command)
 
     p = subparsers.add_parser(
@@ -105,6 +107,46 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bootstrap", type=_positive_int, default=2000, help="resamples for CI bands")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=plot_command)
+
+
+def add_statistics_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of the declared family of tests (defaults: :class:`StatisticsConfig`)."""
+    from sora_tta.evaluation.stats import StatisticsConfig
+
+    d = StatisticsConfig()
+    p.add_argument("--alpha", type=float, default=d.alpha, help="family-wise error rate")
+    p.add_argument("--primary-metric", default=d.primary_metric)
+    p.add_argument("--primary-segment", default=d.primary_segment)
+    p.add_argument(
+        "--primary-variant", default=None, help="method id or variant name (default: first final)"
+    )
+    p.add_argument("--family-metrics", type=_methods, default=d.family_metrics)
+    p.add_argument("--family-segments", type=_methods, default=d.family_segments)
+    p.add_argument(
+        "--final-variants",
+        type=_methods,
+        default=None,
+        help="comma-separated method ids or variant names (default: every variant)",
+    )
+    p.add_argument(
+        "--min-group-n", type=_positive_int, default=d.min_group_n, help="no verdict below"
+    )
+
+
+def statistics_config(args: argparse.Namespace) -> Any:
+    """The :class:`StatisticsConfig` of the parsed flags (``ValueError`` when inconsistent)."""
+    from sora_tta.evaluation.stats import StatisticsConfig
+
+    return StatisticsConfig(
+        primary_metric=args.primary_metric,
+        primary_segment=args.primary_segment,
+        primary_variant=args.primary_variant,
+        family_metrics=tuple(args.family_metrics),
+        family_segments=tuple(args.family_segments),
+        final_variants=None if args.final_variants is None else tuple(args.final_variants),
+        alpha=args.alpha,
+        min_group_n=args.min_group_n,
+    )
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -242,7 +284,13 @@ def metrics_record(
     """The record of one (video, method): identity, settings and the metric values of both
     segments (schema ``sora_tta.metrics/1``, see docs/metrics.md). ``paths`` are the
     (generated, reference) clips, ``shape`` their (frames, height, width, channels)."""
-    from sora_tta.evaluation.definitions import DATA_RANGE, PSNR_CAP_DB, SCHEMA, SSIM_SETTINGS
+    from sora_tta.evaluation.definitions import (
+        DATA_RANGE,
+        PSNR_CAP_DB,
+        SCHEMA,
+        SSIM_PUBLISHED_SETTINGS,
+        SSIM_SETTINGS,
+    )
 
     return {
         "schema": SCHEMA,
@@ -261,6 +309,7 @@ def metrics_record(
             "data_range": DATA_RANGE,
             "psnr_cap_db": PSNR_CAP_DB,
             "ssim": {**SSIM_SETTINGS, "channel_axis": -1},
+            "ssim_skimage": {**SSIM_PUBLISHED_SETTINGS, "channel_axis": -1},
             "lpips": {"net": "alex", "version": "0.1", "input_range": [-1, 1], "device": device},
         },
         "segments": segments,
@@ -279,6 +328,7 @@ def aggregate_command(args: argparse.Namespace) -> int:
             methods=args.methods,
             baseline=args.baseline,
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
+            statistics=statistics_config(args),
         )
         paths = run_aggregate(
             args.metrics_dir, args.out_dir, config, args.generations_dir, args.manifest

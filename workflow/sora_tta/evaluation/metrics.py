@@ -19,6 +19,7 @@ from sora_tta.evaluation.definitions import (
     PSNR_CAP_DB,
     SEGMENT_CONTEXT,
     SEGMENT_CONTINUATION,
+    SSIM_PUBLISHED_SETTINGS,
     SSIM_SETTINGS,
 )
 
@@ -66,6 +67,29 @@ def ssim_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ],
         dtype=np.float64,
     )
+
+
+def ssim_published_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM of each RGB frame pair with scikit-image's defaults (7x7 uniform window, sample
+    covariance, data range 255): the published evaluation's definition; shape ``(T,)``."""
+    _check_pair(a, b)
+    return np.array(
+        [
+            structural_similarity(x, y, channel_axis=-1, **SSIM_PUBLISHED_SETTINGS)
+            for x, y in zip(a, b, strict=True)
+        ],
+        dtype=np.float64,
+    )
+
+
+def temporal_consistency_psnr(frames: np.ndarray, cap: float = PSNR_CAP_DB) -> float:
+    """Mean PSNR between consecutive frames (the published "temporal consistency", dB).
+
+    Higher means smoother, not truer: a frozen clip scores ``cap``. Needs two frames.
+    """
+    if len(frames) < 2:
+        raise ValueError(f"temporal consistency needs at least 2 frames, got {len(frames)}")
+    return float(np.mean(psnr_per_frame(frames[1:], frames[:-1], cap=cap)))
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -147,6 +171,7 @@ def _segment(
             "psnr": float(np.mean(psnr)),
             "psnr_clip": float(psnr_from_mse(np.mean(mse))),
             "ssim": float(np.mean(ssim)),
+            "ssim_skimage": float(np.mean(ssim_published_per_frame(generated, reference))),
             "lpips": float(np.mean(lpips)),
         },
     }
@@ -181,4 +206,6 @@ def evaluate_clips(
     continuation["per_frame"]["tdiff_gen"] = _floats(tdiff_gen)
     continuation["per_frame"]["tdiff_gt"] = _floats(tdiff_gt)
     continuation["aggregates"].update(temporal_summary(tdiff_gen, tdiff_gt, seam_internal))
+    continuation["aggregates"]["tc_psnr"] = temporal_consistency_psnr(generated[c:])
+    continuation["aggregates"]["tc_psnr_gt"] = temporal_consistency_psnr(reference[c:])
     return {SEGMENT_CONTEXT: context, SEGMENT_CONTINUATION: continuation}

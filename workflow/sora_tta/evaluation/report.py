@@ -8,8 +8,16 @@ import pandas as pd
 
 from sora_tta.evaluation.definitions import (
     PRIMARY_METRICS,
+    PUBLISHED_METRICS,
     SEGMENT_CONTEXT,
     SEGMENT_CONTINUATION,
+)
+from sora_tta.evaluation.report_family import (
+    design_markdown,
+    family_markdown,
+    per_type_markdown,
+    primary_markdown,
+    validation_markdown,
 )
 from sora_tta.evaluation.tables import (
     AggregateConfig,
@@ -35,17 +43,26 @@ def summary_markdown(
     cost: pd.DataFrame,
     config: AggregateConfig,
     expected_videos: int | None = None,
+    per_type: pd.DataFrame | None = None,
+    validation: tuple[pd.DataFrame, int, tuple[str, ...]] | None = None,
 ) -> str:
-    """Human-readable answer to "does adaptation help, and where" from the tables."""
+    """Human-readable answer to "does adaptation help, and where" from the tables.
+
+    ``paired`` is the paired table after :func:`sora_tta.evaluation.family.apply_family`
+    (verdicts judged by Holm-adjusted p-values of the declared family). ``validation`` is
+    ``(paired table on the validation videos, their number, every variant)``."""
     b = config.bootstrap
     lines = ["# Test-time adaptation: evaluation summary", ""]
     lines.append(
         f"Continuation = generated frames after the {int(context_frames_of(long))} context frames. "
         f"Means with {b.confidence:.0%} percentile-bootstrap CIs ({b.n_resamples} resamples, "
         f"seed {b.seed}); paired differences are method - {config.baseline} on shared videos; "
-        "p-values are two-sided Wilcoxon signed-rank, not corrected for multiple comparisons. "
-        "PSNR is the mean of per-frame PSNR. Definitions: docs/metrics.md."
+        "p-values are two-sided Wilcoxon signed-rank, reported raw and Holm-adjusted over the "
+        "declared family. PSNR is the mean of per-frame PSNR. Definitions: docs/metrics.md."
     )
+    lines += primary_markdown(paired, config.statistics, config.baseline)
+    if validation is not None:
+        lines += design_markdown(config, *validation[1:], expected_videos)
     lines.append("")
     counts = per_video(long).groupby("method")["video"].nunique()
     count_text = ", ".join(f"{m}: {int(counts.get(m, 0))}" for m in config.methods)
@@ -79,7 +96,12 @@ def summary_markdown(
                 cells.append(f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]")
         lines.append("| " + " | ".join(cells) + " |")
     lines += _paired_markdown(paired, config)
-    lines += _per_class_markdown(per_class, config)
+    lines += published_markdown(summary, paired, config)
+    lines += family_markdown(paired, config.statistics)
+    if per_type is not None:
+        lines += per_type_markdown(per_type, config.statistics)
+    if validation is not None and validation[1]:
+        lines += validation_markdown(validation[0], config.baseline)
     lines += _cost_markdown(cost)
     return "\n".join(lines) + "\n"
 
@@ -97,12 +119,13 @@ def _paired_markdown(paired: pd.DataFrame, config: AggregateConfig) -> list[str]
         )
         groups = {
             v: sorted(sub.loc[sub["verdict"] == v, "metric"])
-            for v in ("better", "worse", "unclear", "same")
+            for v in ("better", "worse", "unclear", "same", "not tested")
         }
         text = "; ".join(f"{v} on {', '.join(ms)}" for v, ms in groups.items() if ms)
         lines.append(f"- **{method}**: {text or 'no paired data'}.")
     lines.append("")
-    header = ["method", "metric", "better if", "n", "mean diff [CI]", "win rate", "p", "verdict"]
+    header = ["method", "metric", "better if", "n", "mean diff [CI]", "win rate", "p raw",
+              "p Holm", "verdict"]  # fmt: skip
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in config.variants:
         for metric in PRIMARY_METRICS:
@@ -118,7 +141,8 @@ def _paired_markdown(paired: pd.DataFrame, config: AggregateConfig) -> list[str]
             lines.append(
                 f"| {method} | {metric} | {better} | {r['n']} | {_fmt(r['mean_diff'], 4)} "
                 f"[{_fmt(r['ci_low'], 4)}, {_fmt(r['ci_high'], 4)}] | {_fmt(r['win_rate'], 2)} | "
-                f"{_fmt(r['p_wilcoxon'], 4)} | {r['verdict']} |"
+                f"{_fmt(r['p_wilcoxon'], 4)} | {_fmt(r.get('p_holm', math.nan), 4)} | "
+                f"{r['verdict']} |"
             )
     lines.append("")
     for method in config.variants:
@@ -133,43 +157,59 @@ def _paired_markdown(paired: pd.DataFrame, config: AggregateConfig) -> list[str]
     lines += [
         "",
         "Verdict: better/worse when the CI of the mean difference excludes 0 in that direction "
-        "and Wilcoxon p < 0.05, same when every difference is 0, else unclear. "
+        f"and the Holm-adjusted Wilcoxon p < {config.statistics.alpha}, same when every "
+        "difference is 0, else unclear; comparisons outside the declared family are "
+        "'not tested'. "
         "flicker_err and seam_err are distances to the ground truth's own flicker and seam change.",
     ]
     return lines
 
 
-def _per_class_markdown(
-    per_class: pd.DataFrame, config: AggregateConfig, limit: int = 10
+def published_markdown(
+    summary: pd.DataFrame, paired: pd.DataFrame, config: AggregateConfig
 ) -> list[str]:
-    if per_class.empty or not config.variants:
-        return []
-    lines = ["", "## Where? Mean paired difference per class (continuation)"]
-    metrics = ("psnr", "ssim", "lpips")
+    """The published table's definitions (continuation), labelled, beside the project's:
+    per-method means [CI] and each variant's paired difference [CI]; no best-of-N."""
+    lines = [
+        "",
+        "## Published definitions (continuation, for comparison with the published table)",
+        "",
+        "psnr_clip = PSNR of one MSE over all continuation frames (video level); ssim_skimage "
+        "= SSIM with scikit-image's defaults (7x7 uniform window); tc_psnr = temporal "
+        "consistency, mean PSNR between consecutive generated frames (higher = smoother, "
+        "not closer to the truth: no direction). One sample per video and method: no "
+        "best-of-N selection. Means [95% CI]; for variants, the paired difference to "
+        f"{config.baseline} [CI] below.",
+        "",
+    ]
+    header = ["method", *PUBLISHED_METRICS]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cont_summary = summary[summary["segment"] == SEGMENT_CONTINUATION]
+    cont_paired = paired[paired["segment"] == SEGMENT_CONTINUATION] if len(paired) else paired
+    for method in config.methods:
+        cells = [method]
+        for metric in PUBLISHED_METRICS:
+            row = cont_summary[
+                (cont_summary["method"] == method) & (cont_summary["metric"] == metric)
+            ]
+            r = row.iloc[0] if len(row) else None
+            cells.append(
+                "n/a"
+                if r is None
+                else f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
     for method in config.variants:
-        sel = per_class[
-            (per_class["method"] == method) & (per_class["segment"] == SEGMENT_CONTINUATION)
-        ]
-        table = sel.pivot_table(index="class", columns="metric", values="mean_diff", dropna=False)
-        n_paired = sel[sel["metric"] == "psnr"].set_index("class")["n_paired"]
-        if "psnr" not in table.columns:
-            continue
-        table = table.sort_values("psnr", ascending=False)
-        if len(table) > 2 * limit:
-            lines.append(f"{method}: the {limit} classes with the largest and smallest PSNR gain.")
-            table = pd.concat([table.head(limit), table.tail(limit)])
-        header = ["class", "n", *[f"{m} diff" for m in metrics]]
-        lines += [
-            "",
-            f"### {method}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-        ]
-        for cls, r in table.iterrows():
-            cells = [str(cls), str(int(n_paired.get(cls, 0)))]
-            cells += [_fmt(r[m], 4) if m in r else "n/a" for m in metrics]
-            lines.append("| " + " | ".join(cells) + " |")
+        cells = [f"{method} - {config.baseline}"]
+        for metric in PUBLISHED_METRICS:
+            sel = cont_paired[(cont_paired["method"] == method) & (cont_paired["metric"] == metric)]
+            r = sel.iloc[0] if len(sel) else None
+            cells.append(
+                "n/a"
+                if r is None
+                else f"{_fmt(r['mean_diff'], 4)} [{_fmt(r['ci_low'], 4)}, {_fmt(r['ci_high'], 4)}]"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

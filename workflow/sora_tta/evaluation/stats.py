@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from sora_tta.evaluation.definitions import Direction
+from sora_tta.evaluation.definitions import (
+    PRIMARY_METRICS,
+    SEGMENT_CONTINUATION,
+    SEGMENTS,
+    Direction,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,48 @@ class BootstrapConfig:
     n_resamples: int = 10_000
     confidence: float = 0.95
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class StatisticsConfig:
+    """The declared primary endpoint, the family of confirmatory tests and their alpha.
+
+    The family is every *final* variant x ``family_metrics`` x ``family_segments``
+    (variants: ``final_variants``, or every variant when none are declared); its
+    Wilcoxon p-values are Holm-adjusted together and only family members get a
+    better/worse verdict. The primary endpoint (``primary_variant``: a method id,
+    ``None`` = the first final variant) is one member of the family. Groups (action
+    types) with fewer than ``min_group_n`` paired videos get no verdict.
+    """
+
+    primary_metric: str = "psnr"
+    primary_segment: str = SEGMENT_CONTINUATION
+    primary_variant: str | None = None
+    family_metrics: tuple[str, ...] = PRIMARY_METRICS
+    family_segments: tuple[str, ...] = (SEGMENT_CONTINUATION,)
+    final_variants: tuple[str, ...] | None = None
+    alpha: float = 0.05
+    min_group_n: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if self.min_group_n < 1:
+            raise ValueError(f"min_group_n must be positive, got {self.min_group_n}")
+        unknown = [s for s in self.family_segments if s not in SEGMENTS]
+        if unknown or self.primary_segment not in SEGMENTS:
+            bad = ", ".join(unknown or [self.primary_segment])
+            raise ValueError(f"unknown segment(s) {bad}; expected {', '.join(SEGMENTS)}")
+        if self.primary_metric not in self.family_metrics:
+            raise ValueError(f"primary metric {self.primary_metric!r} is not in the family")
+        if self.primary_segment not in self.family_segments:
+            raise ValueError(f"primary segment {self.primary_segment!r} is not in the family")
+        if (
+            self.final_variants is not None
+            and self.primary_variant is not None
+            and self.primary_variant not in self.final_variants
+        ):
+            raise ValueError(f"primary variant {self.primary_variant!r} is not a final variant")
 
 
 def bootstrap_mean_ci(
@@ -150,20 +197,44 @@ def paired_stats(
     )
 
 
-def verdict(result: PairedResult, direction: Direction, alpha: float = 0.05) -> str:
+def holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1).
+
+    For the ``m`` non-NaN p-values sorted ascending, ``p_(i) * (m - i + 1)`` with a running
+    maximum; rejecting where the adjusted value is below ``alpha`` controls the
+    family-wise error rate at ``alpha`` (Holm 1979). NaNs stay NaN and do not count in ``m``.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    keep = np.flatnonzero(~np.isnan(p))
+    m = keep.size
+    if m == 0:
+        return out
+    order = keep[np.argsort(p[keep], kind="stable")]
+    scaled = p[order] * (m - np.arange(m))
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+def verdict(
+    result: PairedResult, direction: Direction, alpha: float = 0.05, p_value: float | None = None
+) -> str:
     """Classify a paired comparison: ``better``, ``worse``, ``same``, ``unclear`` or ``n/a``.
 
     ``better``/``worse`` need both the bootstrap CI of the mean difference to
-    exclude 0 in that direction and the Wilcoxon p-value to be below ``alpha``:
-    with few videos the percentile bootstrap is too narrow, and the rank test
-    guards against a CI driven by one or two videos. ``same`` when every paired
-    difference is zero; ``n/a`` without direction or data.
+    exclude 0 in that direction and the p-value to be below ``alpha``: with few
+    videos the percentile bootstrap is too narrow, and the rank test guards
+    against a CI driven by one or two videos. ``p_value`` is the p-value to
+    judge by (the Holm-adjusted one of the comparison's family); by default the
+    raw Wilcoxon p-value of ``result``. ``same`` when every paired difference is
+    zero; ``n/a`` without direction or data.
     """
     if direction == "none" or result.n == 0 or math.isnan(result.ci_low):
         return "n/a"
     if result.ties == result.n:
         return "same"
-    if not result.p_value < alpha:
+    p = result.p_value if p_value is None else p_value
+    if not p < alpha:
         return "unclear"
     sign = 1.0 if direction == "higher" else -1.0
     low, high = sorted((sign * result.ci_low, sign * result.ci_high))

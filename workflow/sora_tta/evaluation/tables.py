@@ -24,7 +24,13 @@ from sora_tta.evaluation.definitions import (
     SEGMENTS,
     direction,
 )
-from sora_tta.evaluation.stats import BootstrapConfig, describe, paired_stats, verdict
+from sora_tta.evaluation.stats import (
+    BootstrapConfig,
+    StatisticsConfig,
+    describe,
+    paired_stats,
+    verdict,
+)
 from sora_tta.io import read_json
 
 LONG_COLUMNS = ["video", "class", "method", "lpips_backbone", "segment", "metric", "frame", "value"]
@@ -50,11 +56,13 @@ class AggregateError(ValueError):
 
 @dataclass(frozen=True)
 class AggregateConfig:
-    """Which methods to aggregate, which one is the baseline, and the bootstrap settings."""
+    """Which methods to aggregate, which one is the baseline, the bootstrap settings and
+    the declared family of tests (primary endpoint, final variants, alpha)."""
 
     methods: tuple[str, ...]
     baseline: str = "baseline"
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -194,6 +202,22 @@ def read_manifest_classes(path: str | os.PathLike[str]) -> dict[str, str]:
     if "status" in table.columns and (table["status"] == "ok").any():
         table = table[table["status"] == "ok"]
     return dict(zip(table[video_col], table[class_col].fillna(""), strict=True))
+
+
+def read_manifest_roles(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Map each usable video id to its role (``test``/``validation``; ``test`` when the
+    manifest has no ``role`` column)."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise AggregateError(f"{path}: cannot read manifest ({err})") from err
+    video_col = next((c for c in ("video", "video_id", "id") if c in table.columns), None)
+    if video_col is None:
+        raise AggregateError(f"{path}: manifest needs a video column")
+    if "status" in table.columns and (table["status"] == "ok").any():
+        table = table[table["status"] == "ok"]
+    roles = table["role"] if "role" in table.columns else pd.Series("test", index=table.index)
+    return dict(zip(table[video_col], roles.replace("", "test"), strict=True))
 
 
 def per_video(long: pd.DataFrame) -> pd.DataFrame:
