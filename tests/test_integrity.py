@@ -309,6 +309,24 @@ def test_missing_result_marks_what_was_built_from_it_outdated(results, tmp_path,
     assert (res / "clips" / "v.mkv").exists()  # upstream results stay
 
 
+def test_a_method_is_checked_only_on_the_videos_it_runs_on(results, tmp_path):
+    """An exploratory variant runs on validation videos only: its absence on the test
+    video is not a missing result, and no table built without it is removed."""
+    inter = with_tables(results, tmp_path)
+    explore = {"method": "explore"}
+    inter = dataclasses.replace(
+        inter, methods={**inter.methods, "explore": explore}, method_videos={"explore": ()}
+    )
+    I.write_json_atomic(tmp_path / "results" / "methods" / "explore.json", explore)
+    assert inter.videos_of("explore") == [] and inter.videos_of("baseline") == ["v"]
+    report = I.check_intermediates(inter)
+    assert report.repaired == [] and report.unrepaired == []
+    assert (tmp_path / "results" / "aggregate" / "summary.csv").exists()
+    with_all = dataclasses.replace(inter, method_videos={})
+    dry = I.check_intermediates(with_all, repair=False)
+    assert {p.reason for p in dry.unrepaired} == {"missing"}  # the same study, checked on all
+
+
 def test_source_listing_changes_only_with_the_sources(tmp_path):
     root, out = tmp_path / "UCF-101", tmp_path / "results" / "sources.json"
     (root / "A").mkdir(parents=True)

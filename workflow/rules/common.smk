@@ -411,6 +411,10 @@ def intermediates():
         layout=layout,
         methods={m: method_settings(m) for m in METHODS},
         videos=videos,
+        method_videos={
+            m: tuple(v for vs in index.method_classes(m).values() for v in vs)
+            for m in METHODS
+        },
         method_inputs=(CKPT.mmdit, CKPT.vae),
         preprocess_command=(
             "sora-tta",

@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +278,14 @@ class Intermediates:
     videos: Mapping[str, Video]
     method_inputs: tuple[str, ...] = ()  # inputs of the method-file rule (checkpoints)
     preprocess_command: tuple[str, ...] = ()  # sora-tta preprocess + options, no paths
+    #: method id -> the videos it runs on (exploratory variants: the validation videos
+    #: only); a method not listed runs on every video.
+    method_videos: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def videos_of(self, method: str) -> list[str]:
+        """The usable videos that ``method`` is generated and evaluated for."""
+        chosen = self.method_videos.get(method)
+        return list(self.videos) if chosen is None else [v for v in self.videos if v in chosen]
 
     def generation_files(self, methods: Iterable[str], videos: Iterable[str]) -> list[str]:
         """The existing files of the generations of ``methods`` x ``videos``."""
@@ -431,7 +439,7 @@ def _check_generations(inter: Intermediates, repair: bool) -> list[Problem]:
     record is removed (Snakemake then reruns the job and what depends on it)."""
     problems = []
     for method in inter.methods:
-        for video in inter.videos:
+        for video in inter.videos_of(method):
             folder = Path(inter.layout.generation_dir.format(method=method, video=video))
             meta = folder / GENERATION_RECORD
             if (folder / GENERATION_VIDEO).exists() or not meta.exists():
@@ -478,11 +486,11 @@ def _check_missing_results(inter: Intermediates, repair: bool) -> list[Problem]:
             remove_downstream(consumers)
         problems.extend(Problem(p, "missing", action) for p in missing)
 
-    classes: dict[str, list[str]] = {}
-    for video, row in inter.videos.items():
-        classes.setdefault(row.class_name, []).append(video)
     missing_metrics = []
     for method in inter.methods:
+        classes: dict[str, list[str]] = {}
+        for video in inter.videos_of(method):
+            classes.setdefault(inter.videos[video].class_name, []).append(video)
         for class_name, videos in classes.items():
             metrics = layout.metrics.format(method=method, class_name=class_name)
             records = [
