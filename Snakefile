@@ -2,9 +2,14 @@
 
     snakemake --cores 2                                    # the embedded demo (CPU, minutes)
     snakemake --report results/report.html                 # one self-contained HTML page
-    snakemake --profile profiles/slurm --configfile config/config.yaml   # the real study
+    make slurm-profile ACCOUNT=... GPU_PARTITION=... CPU_PARTITION=...   # once per user
+    snakemake --profile slurm                              # the real study (config/config.yaml)
     snakemake smoke --configfile config/config.yaml --config preflight=checkpoints --cores 1
                                                            # "does v2v_head run here?"
+
+Which configuration: the one given with --configfile (the SLURM profile installed by
+`make slurm-profile` gives config/config.yaml; the command line replaces it), else the demo
+(config/demo.yaml). Per-rule resources: profiles/default/config.yaml (loaded by Snakemake).
 
 DAG: raw UCF-101 + split lists -> manifest (checkpoint) -> one clip per usable video ->
 prompt embeddings (once per distinct prompt) -> one baseline generation per video and one
@@ -19,7 +24,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The demo is the default; a configfile given on the command line replaces it entirely
+# The demo is the default only when no configfile is given at all (on the command line or
+# by a profile: the SLURM profile names config/config.yaml); a given one replaces it entirely
 # (Snakemake would otherwise merge the two, leaking demo settings into the real study).
 # Its paths are relative to the working directory (--directory), where results/ goes.
 if not workflow.configfiles:
@@ -56,9 +62,5 @@ rule preflight:
         log_path("preflight"),
     benchmark:
         benchmark_path("preflight")
-    threads: rule_threads("preflight")
-    resources:
-        mem_mb=rule_mem_mb("preflight"),
-        runtime=rule_runtime("preflight"),
     run:
         print(preflight_report(log[0]))

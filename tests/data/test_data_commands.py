@@ -108,18 +108,20 @@ def test_manifest_list_and_overrides(
     overrides = tmp_path / "captions.tsv"
     overrides.write_text("Archery\tsomeone shooting arrows at a target\n")
     out = tmp_path / "m.csv"
-    code, _, err = run_cli(
-        ["manifest", "--ucf-root", small_tree.videos, "--splits-dir", small_tree.splits,
-         "--list", listing, "--caption-overrides", overrides, "--expected-size", "any",
-         "--start-frame", 10, "--num-frames", 65, "--out", out]
-    )  # fmt: skip
+    argv = ["manifest", "--ucf-root", small_tree.videos, "--splits-dir", small_tree.splits,
+            "--list", listing, "--caption-overrides", overrides, "--expected-size", "any",
+            "--num-frames", 65, "--out", out]  # fmt: skip
+    code, _, err = run_cli([*argv, "--start-frame", 0])
     assert code == 0, err
     frame = read_manifest(out)
     assert list(frame["video_id"]) == ["v_ApplyEyeMakeup_g01_c01", "v_Archery_g01_c02"]
     assert list(frame["caption"]) == ["apply eye makeup", "someone shooting arrows at a target"]
-    # min_frames defaults to start + num_frames = 75 > 70 frames
-    assert list(frame["status"]) == ["too_short", "too_short"]
-    assert frame["reason"].iloc[0] == "70 frames < min_frames 75"
+    assert list(frame["status"]) == ["ok", "ok"]
+    # min_frames defaults to start + num_frames = 75 > 70 frames: nothing usable is an error
+    out.unlink()
+    code, _, err = run_cli([*argv, "--start-frame", 10])
+    assert code == 1 and "no selected video is usable (too_short 2)" in err
+    assert "(70 frames < min_frames 75)" in err and not out.exists()
 
 
 PRE = ["preprocess", "--input", "a.avi", "--output", "b.mkv"]
@@ -221,7 +223,7 @@ def test_unwritable_output_is_a_one_line_error(
     blocker.write_text("not a folder")
     code, _, err = run_cli(
         ["manifest", "--ucf-root", small_tree.videos, "--splits-dir", small_tree.splits,
-         "--out", blocker / "m.csv"]
+         "--expected-size", "64x48", "--out", blocker / "m.csv"]
     )  # fmt: skip
     assert code == 1 and f"{blocker / 'm.csv'}: cannot write" in err and err.count("\n") == 1
     code, _, err = run_cli(
@@ -252,3 +254,34 @@ def test_manifest_with_a_group_disjoint_validation_selection(
          "--validation-total", 3, "--out", tmp_path / "x.csv"]
     )  # fmt: skip
     assert code == 1 and "--validation-total needs --validation-subset" in err
+
+
+def test_manifest_fails_early_when_ucf_root_is_one_folder_too_high(
+    run_cli: Run, small_tree: SyntheticTree, tmp_path: Path
+) -> None:
+    too_high = Path(small_tree.videos).parent
+    code, _, err = run_cli(
+        ["manifest", "--ucf-root", too_high, "--splits-dir", small_tree.splits,
+         "--out", tmp_path / "m.csv"]
+    )  # fmt: skip
+    assert code == 1 and err.count("\n") == 1
+    assert "none of the 3 class folders of classInd.txt is here" in err
+    assert f"did you mean --ucf-root {small_tree.videos}?" in err
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_manifest_fails_when_no_selected_video_is_usable(
+    run_cli: Run, small_tree: SyntheticTree, tmp_path: Path
+) -> None:
+    # the class folders exist but hold no videos
+    empty = tmp_path / "UCF-101"
+    for folder in Path(small_tree.videos).iterdir():
+        (empty / folder.name).mkdir(parents=True)
+    code, _, err = run_cli(
+        ["manifest", "--ucf-root", empty, "--splits-dir", small_tree.splits,
+         "--out", tmp_path / "m.csv"]
+    )  # fmt: skip
+    assert code == 1 and err.count("\n") == 1
+    assert f"{empty}: no selected video is usable (missing " in err
+    assert f"expected the videos as {empty}/<Class>/v_<Class>_gNN_cMM.avi" in err
+    assert not (tmp_path / "m.csv").exists()

@@ -12,9 +12,12 @@ from PIL import Image
 from sora_tta.evaluation.aggregate import OUTPUT_FILES, PAIRED_FILE_COLUMNS
 from sora_tta.evaluation.plots import (
     FIGURE_FILES,
+    RANDOM_LPIPS_LABEL,
     PlotConfig,
     paired_differences,
     per_frame_matrix,
+    per_frame_paired,
+    plot_config_from_tables,
     plot_loss_curves,
     plot_per_frame,
     read_aggregate,
@@ -162,3 +165,19 @@ def test_plot_without_aggregate_is_a_clear_error(cli, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"long\.csv: file not found"):
         cli(["plot", "--aggregate-dir", str(tmp_path), "--generations-dir", str(tmp_path),
              "--clips-dir", str(tmp_path), "--out-dir", str(tmp_path / "f")])  # fmt: skip
+
+
+def test_per_frame_paired_difference_and_random_lpips_label(pipeline: Path) -> None:
+    """The per-frame paired effect is variant - baseline per video and frame; a run with the
+    random LPIPS trunk says so on every LPIPS axis."""
+    long, paired, _ = read_aggregate(pipeline / "aggregate")
+    frames, diff = per_frame_paired(long, "VAR1", "baseline", "psnr")
+    _, var = per_frame_matrix(long, "VAR1", "psnr")
+    _, base = per_frame_matrix(long, "baseline", "psnr")
+    assert list(frames) == list(range(CONTEXT + 1, FRAMES + 1))
+    assert np.allclose(diff, var - base)
+    config = plot_config_from_tables(long, paired, None, BootstrapConfig(n_resamples=100), 2)
+    assert config.random_lpips
+    assert (
+        config.metric_label("lpips") == RANDOM_LPIPS_LABEL and config.metric_label("psnr") == "psnr"
+    )

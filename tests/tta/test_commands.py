@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -183,3 +184,17 @@ def test_sigterm_saves_exits_75_and_resume_matches(generate_args, tmp_path) -> N
     losses = [pd.read_csv(folder / "loss.csv")["loss"].tolist() for folder in (out, reference)]
     assert len(losses[0]) == steps and losses[0] == losses[1]
     assert os.path.getsize(out / "video.mkv") > 0
+
+
+def test_generate_logs_progress_lines(generate_args, tmp_path, caplog) -> None:
+    """Adaptation steps (loss, lr, s/step, ETA), sampling and decoding reach the log."""
+    adapt = {"rank": 2, "steps": 2, "warmup_steps": 1}
+    with caplog.at_level(logging.INFO):
+        assert (
+            main(generate_args("tta", tmp_path / "tta", "--progress-every", "1", adapt=adapt)) == 0
+        )
+    text = "\n".join(caplog.messages)
+    assert "adapt step 1/2 loss " in text and "adapt step 2/2 loss " in text
+    assert " s/step ETA " in text
+    assert "v_a: sampling 2 steps: start" in text and "v_a: sampling 2 steps: done in" in text
+    assert "v_a: decoding: done in" in text

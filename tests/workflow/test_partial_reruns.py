@@ -178,7 +178,7 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
 
     # (without the preflight, which would rebuild the clip from its source: test_faults.py)
     failed = snakemake(
-        demo_copy, "--cores", "2", "--keep-going", "--config", "preflight=False", check=False
+        demo_copy, "--cores", "2", "--retries", "0", "--config", "preflight=False", check=False
     )
     assert failed.returncode != 0
     ran = executed_rules(failed.output)

@@ -55,6 +55,10 @@ def test_report_renders_with_every_figure_and_table(report):
         for word in ("Figures", "Tables", "Methods", "Data"):
             assert word in text
         assert "random AlexNet trunk" in text  # the demo's LPIPS caveat is on the page
+        # the answer first: the verdicts of summary.md, then the description of the study
+        assert "Does adaptation help?" in text and "summary.md" in text
+        assert text.index("Does adaptation help?") < text.index("The study")
+        assert "drawn from the configuration of this run" in text
 
         entries = page.evaluate(
             "Object.entries(results).map(([path, r]) => "

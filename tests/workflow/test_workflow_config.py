@@ -21,7 +21,7 @@ def load(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
 def test_shipped_configs_are_valid(name):
-    assert wc.config_problems(load(name), SCHEMA, wc.DEFAULT_RULE_RESOURCES) == []
+    assert wc.config_problems(load(name), SCHEMA) == []
 
 
 def test_real_config_carries_the_study_settings():
@@ -32,9 +32,7 @@ def test_real_config_carries_the_study_settings():
     assert (adapt["rank"], adapt["alpha"], adapt["lr"]) == (16, 32.0, 2e-4)
     assert (adapt["steps"], adapt["warmup_steps"]) == (100, 5)
     assert config["evaluation"]["lpips_backbone"] == "alexnet"
-    assert config["resources"]["gpu"] == 1
     assert load("demo.yaml")["evaluation"]["lpips_backbone"] == "random"
-    assert load("demo.yaml")["resources"]["gpu"] == 0
 
 
 def test_schema_defaults_match_adapt_config():
@@ -105,20 +103,14 @@ def mutate(path: str, value):
         ("selection.expected_size", "320", "selection.expected_size: '320' does not match"),
         ("evaluation.lpips_backbone", "vgg", "evaluation.lpips_backbone: 'vgg' is not one of"),
         ("data.ucf_root", KeyError, "data.ucf_root: required (or set data.synthetic"),
-        ("resources.gpu", -1, "resources.gpu: -1 is less than the minimum of 0"),
-        ("resources.rules.generate_tta", {"runtime": 0}, "resources.rules.generate_tta.runtime"),
-        (
-            "resources.rules.generate",
-            {"runtime": 5},
-            "resources.rules: unknown rule(s) ['generate']",
-        ),
+        ("resources", {"gpu": 1}, "resources: per-rule threads, memory, runtime and GPUs"),
         ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: adapt_on, alpha, betas"),
         ("samplng", {}, "(top level): unknown key(s) 'samplng'"),
         ("variants.grids", {"g": {"fixed": {}}}, "variants.grids.g: 'axes' is a required property"),
     ],
 )
 def test_every_invalid_value_gets_a_clear_message(path, value, expected):
-    problems = wc.config_problems(mutate(path, value), SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    problems = wc.config_problems(mutate(path, value), SCHEMA)
     assert any(expected in p for p in problems), problems
 
 
@@ -143,12 +135,21 @@ def test_synthetic_data_excludes_explicit_paths():
     ]
 
 
-def test_rule_resources_merge_defaults_and_overrides():
-    config = {"resources": {"rules": {"generate_tta": {"runtime": 240}}}}
-    tta = wc.rule_resources(config, "generate_tta")
-    assert tta.runtime == 240
-    assert tta.mem_mb == wc.DEFAULT_RULE_RESOURCES["generate_tta"].mem_mb
-    assert wc.rule_resources({}, "evaluate") == wc.DEFAULT_RULE_RESOURCES["evaluate"]
+def test_workflow_profile_is_the_one_place_of_resources():
+    """Every rule that becomes a cluster job has its resources in profiles/default; GPU
+    rules ask for one GPU; retries make the runtime grow with the attempt."""
+    profile = yaml.safe_load(wc.WORKFLOW_PROFILE.read_text())
+    resources = wc.profile_resources()
+    assert set(profile["set-threads"]) == set(resources)
+    gpu = ["encode_prompts", "generate_baseline", "generate_tta", "smoke_generate"]
+    assert wc.gpu_rules() == gpu
+    assert resources["generate_tta"] == wc.RuleResources(8, 96000, 180, 1)
+    assert all(str(v["runtime"]).endswith("* attempt") for v in profile["set-resources"].values())
+    assert profile["keep-going"] and profile["rerun-incomplete"] and profile["retries"] >= 1
+    for name in ("config.yaml", "demo.yaml"):
+        assert "resources" not in load(name)
+    with pytest.raises(ValueError, match="unsupported resource expression"):
+        wc._first_attempt("input.size_mb * 2")
 
 
 def test_paths_and_manifest_options():
@@ -278,14 +279,6 @@ def test_check_smoke_clips(tmp_path):
     assert "none.mkv" in text
 
 
-def test_runtime_grows_with_the_attempt():
-    runtime = wc.runtime_per_attempt(45)
-    assert [runtime({}, attempt) for attempt in (1, 2, 3)] == [45, 90, 135]
-    import inspect
-
-    assert list(inspect.signature(runtime).parameters) == ["wildcards", "attempt"]
-
-
 @pytest.mark.parametrize(
     ("builder", "command"),
     [
@@ -343,20 +336,20 @@ def test_paths_outside_the_working_directory_are_refused(tmp_path, monkeypatch):
     config = load("demo.yaml")
     config["checkpoints"]["dir"] = "../outside"
     config["data"]["synthetic"]["out"] = str(tmp_path / "inside" / "ucf")  # absolute, inside
-    problems = wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    problems = wc.config_problems(config, SCHEMA)
     assert problems == [
         f"checkpoints.dir: '../outside' is outside the working directory {tmp_path.resolve()} "
         "(set allow_paths_outside_workdir: true if that is intended)"
     ]
     config["allow_paths_outside_workdir"] = True
-    assert wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES) == []
+    assert wc.config_problems(config, SCHEMA) == []
 
 
 def test_yaml_1_1_exponent_gets_explained():
     config = load("demo.yaml")
     config["adapt"]["lr"] = yaml.safe_load("lr: 1.0e10")["lr"]
     assert config["adapt"]["lr"] == "1.0e10"  # PyYAML (YAML 1.1) reads a string
-    (problem,) = wc.config_problems(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES)
+    (problem,) = wc.config_problems(config, SCHEMA)
     assert problem.startswith("adapt.lr: '1.0e10' is not of type 'number'")
     assert "YAML 1.1" in problem and "1.0e+10" in problem
 
@@ -421,3 +414,77 @@ def test_aggregate_options_reject_contradictions():
     config["statistics"].update(final_variants=None, family={"metrics": ["ssim"]})
     with pytest.raises(ValueError, match="primary metric"):
         wc.aggregate_options(config, methods)
+
+
+def test_command_line_values_take_the_schema_types():
+    """Snakemake hands nested --config values (and booleans) over as text."""
+    config = load("demo.yaml")
+    config["preflight"] = "false"
+    config["adapt"]["steps"] = "8"
+    config["adapt"]["lr"] = "1e-3"
+    config["variants"]["named"]["r4-continue"] = {"rank": "2"}
+    overrides = {
+        "preflight": "false",
+        "adapt": {"steps": "8", "lr": "1e-3"},
+        "variants": {"named": {"r4-continue": {"rank": "2"}}},
+    }
+    assert wc.coerce_overrides(config, overrides, SCHEMA) == []
+    assert config["preflight"] is False
+    assert (config["adapt"]["steps"], config["adapt"]["lr"]) == (8, 1e-3)
+    assert config["variants"]["named"]["r4-continue"] == {"rank": 2}
+    assert wc.config_problems(config, SCHEMA) == []
+    config["preflight"] = "checkpoints"
+    assert wc.coerce_overrides(config, {"preflight": "checkpoints"}, SCHEMA) == []
+    assert config["preflight"] == "checkpoints"
+
+
+def test_command_line_errors_name_the_command_line():
+    config = load("demo.yaml")
+    config["adapt"]["steps"] = "eight"
+    problems = wc.coerce_overrides(config, {"adapt": {"steps": "eight"}}, SCHEMA)
+    assert problems == ["adapt.steps: 'eight' is not an integer (--config on the command line)"]
+    assert wc.format_overrides({"adapt": {"steps": 8}, "preflight": False}) == (
+        "adapt.steps=8, preflight=False"
+    )
+
+
+def test_no_rule_has_a_conda_directive_and_the_env_file_installs_this_repository():
+    """Jobs run in the environment that runs Snakemake; envs/sora-tta.yaml creates that
+    environment from the repository root ("-e .." is resolved from the file's folder)."""
+    rules = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for path in rules:
+        assert "conda:" not in path.read_text(), path
+    env = yaml.safe_load((REPO / "envs" / "sora-tta.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    editable = next(item for item in pip if item.startswith("-e "))
+    target = (REPO / "envs" / editable.split()[1]).resolve()
+    assert (target / "pyproject.toml").exists() and target == REPO
+    assert "graphviz" in env["dependencies"]
+
+
+def test_table_pages_label_random_lpips(tmp_path):
+    table = tmp_path / "summary.csv"
+    table.write_text(
+        "method,metric,lpips_backbone,mean\nbaseline,lpips,random,0.5\nbaseline,psnr,random,20\n"
+    )
+    page = wc.table_page(table, "Summary")
+    assert wc.RANDOM_LPIPS_LABEL in page and "RANDOM AlexNet trunk" in page
+    assert page.count(wc.RANDOM_LPIPS_LABEL) == 1  # the psnr row keeps its name
+    plain = tmp_path / "per_class.csv"
+    plain.write_text("method,metric,mean_diff\nvar,lpips,0.1\n")
+    assert wc.RANDOM_LPIPS_LABEL not in wc.table_page(plain, "Per class")
+    assert wc.RANDOM_LPIPS_LABEL in wc.table_page(plain, "Per class", random_lpips=True)
+
+
+def test_only_the_conda_lint_is_accepted():
+    text = """Lints for rule evaluate (line 8, workflow/rules/evaluate.smk):
+    * Specify a conda environment or container for each rule.:
+      This way, the used software for each specific step is documented.
+
+Lints for snakefile workflow/rules/common.smk:
+    * Mixed rules and functions in same snakefile.:
+      Small one-liner functions used only once should be defined as lambda
+"""
+    assert wc.unexpected_lints(text) == [
+        "snakefile workflow/rules/common.smk: Mixed rules and functions in same snakefile."
+    ]

@@ -36,9 +36,22 @@ if shutil.which("sora-tta") is None:
 SCHEMA_FILE = "../schemas/config.schema.yaml"
 SCHEMA = wc.load_schema(workflow.source_path(SCHEMA_FILE))
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "built-in defaults"
+# --config values: Snakemake passes nested ones (and booleans) as text; the schema's types
+# apply, and any message names the command line as a source.
+COMMAND_LINE_CONFIG = workflow.config_settings.config or {}
+if COMMAND_LINE_CONFIG:
+    CONFIG_SOURCE += (
+        f" + {wc.COMMAND_LINE} ({wc.format_overrides(COMMAND_LINE_CONFIG)})"
+    )
+_coercion_problems = wc.coerce_overrides(config, COMMAND_LINE_CONFIG, SCHEMA)
+if _coercion_problems:
+    raise WorkflowError(
+        f"invalid configuration ({CONFIG_SOURCE}):\n"
+        + "\n".join(f"  - {p}" for p in _coercion_problems)
+    )
 
 try:
-    wc.check_config(config, SCHEMA, wc.DEFAULT_RULE_RESOURCES, source=CONFIG_SOURCE)
+    wc.check_config(config, SCHEMA, source=CONFIG_SOURCE)
 except wc.ConfigError as err:
     raise WorkflowError(str(err))
 validate(config, SCHEMA_FILE)  # fills in the schema defaults
@@ -61,12 +74,12 @@ try:
 except ValueError as err:
     raise WorkflowError(f"invalid configuration ({CONFIG_SOURCE}): statistics: {err}")
 
-# Software of the shell rules under --sdm conda (plain runs use the current environment).
-CONDA_ENV = "../../envs/sora-tta.yaml"
+# Jobs run in the environment that runs Snakemake (checked above: sora-tta on PATH). There
+# are no conda environments per rule (the package would have to be installed into each
+# from this repository, which --sdm conda cannot do from its own cache folder).
 
 DATA = wc.data_paths(config)
 CKPT = wc.checkpoint_paths(config)
-GPU = config["resources"]["gpu"]
 
 # ---------------------------------------------------------------- result layout
 RESULTS = "results"
@@ -153,18 +166,8 @@ def cached_signature(func):
     return func
 
 
-# ---------------------------------------------------------------- resources
-def rule_threads(rule):
-    return wc.rule_resources(config, rule).threads
-
-
-def rule_mem_mb(rule):
-    return wc.rule_resources(config, rule).mem_mb
-
-
-def rule_runtime(rule):
-    """Runtime in minutes that grows with the attempt (retries get more time)."""
-    return wc.runtime_per_attempt(wc.rule_resources(config, rule).runtime)
+# Threads, memory, runtime, GPUs and retries of each job are set in the workflow profile
+# profiles/default/config.yaml (Snakemake loads it by itself), the one place they are defined.
 
 
 def log_path(rule, pattern=None):

@@ -10,12 +10,6 @@ if DATA.synthetic_out:
             log_path("make_synthetic_ucf101"),
         benchmark:
             benchmark_path("make_synthetic_ucf101")
-        conda:
-            CONDA_ENV
-        threads: rule_threads("make_synthetic_ucf101")
-        resources:
-            mem_mb=rule_mem_mb("make_synthetic_ucf101"),
-            runtime=rule_runtime("make_synthetic_ucf101"),
         params:
             classes=config["data"]["synthetic"]["classes"],
             per_class=config["data"]["synthetic"]["per_class"],
@@ -42,12 +36,6 @@ if config["checkpoints"].get("tiny") is not None:
             log_path("make_tiny_checkpoints"),
         benchmark:
             benchmark_path("make_tiny_checkpoints")
-        conda:
-            CONDA_ENV
-        threads: rule_threads("make_tiny_checkpoints")
-        resources:
-            mem_mb=rule_mem_mb("make_tiny_checkpoints"),
-            runtime=rule_runtime("make_tiny_checkpoints"),
         params:
             root=lambda wildcards, output: os.path.dirname(output.mmdit),
             seed=config["checkpoints"]["tiny"]["seed"],
@@ -65,12 +53,6 @@ checkpoint manifest:
         log_path("manifest"),
     benchmark:
         benchmark_path("manifest")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("manifest")
-    resources:
-        mem_mb=rule_mem_mb("manifest"),
-        runtime=rule_runtime("manifest"),
     params:
         ucf_root=DATA.ucf_root,
         splits_dir=DATA.splits_dir,
@@ -106,12 +88,6 @@ rule preprocess:
         log_path("preprocess", "{video}"),
     benchmark:
         benchmark_path("preprocess", "{video}")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("preprocess")
-    resources:
-        mem_mb=rule_mem_mb("preprocess"),
-        runtime=rule_runtime("preprocess"),
     params:
         options=wc.preprocess_options(config),
     shell:

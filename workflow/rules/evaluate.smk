@@ -18,12 +18,6 @@ rule evaluate:
         log_path("evaluate", "{method}/{class_name}"),
     benchmark:
         benchmark_path("evaluate", "{method}/{class_name}")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("evaluate")
-    resources:
-        mem_mb=rule_mem_mb("evaluate"),
-        runtime=rule_runtime("evaluate"),
     params:
         videos=class_video_ids,
         options=wc.evaluate_options(config),
@@ -61,12 +55,6 @@ rule aggregate:
         log_path("aggregate"),
     benchmark:
         benchmark_path("aggregate")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("aggregate")
-    resources:
-        mem_mb=rule_mem_mb("aggregate"),
-        runtime=rule_runtime("aggregate"),
     params:
         methods=",".join(METHODS),
         baseline=BASELINE,
@@ -129,12 +117,6 @@ rule plot:
         log_path("plot"),
     benchmark:
         benchmark_path("plot")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("plot")
-    resources:
-        mem_mb=rule_mem_mb("plot"),
-        runtime=rule_runtime("plot"),
     params:
         aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
         generations_dir=f"{RESULTS}/generations",

@@ -23,10 +23,6 @@ rule method_config:
         log_path("method_config", "{method}"),
     benchmark:
         benchmark_path("method_config", "{method}")
-    threads: rule_threads("method_config")
-    resources:
-        mem_mb=rule_mem_mb("method_config"),
-        runtime=rule_runtime("method_config"),
     params:
         settings=lambda wildcards: method_settings(wildcards.method),
     run:
@@ -42,10 +38,6 @@ rule methods_table:
         log_path("methods_table"),
     benchmark:
         benchmark_path("methods_table")
-    threads: rule_threads("methods_table")
-    resources:
-        mem_mb=rule_mem_mb("methods_table"),
-        runtime=rule_runtime("methods_table"),
     params:
         rows=wc.methods_rows(VARIANTS),
     run:
@@ -71,13 +63,6 @@ checkpoint encode_prompts:
         log_path("encode_prompts"),
     benchmark:
         benchmark_path("encode_prompts")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("encode_prompts")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("encode_prompts"),
-        runtime=rule_runtime("encode_prompts"),
     params:
         ckpt=lambda wildcards, input: input.t5[: -len(wc.T5_DIR) - 1],
         out_dir=lambda wildcards, output: os.path.dirname(output.negative),
@@ -109,22 +94,19 @@ rule generate_baseline:
         log_path("generate_baseline", "{video}"),
     benchmark:
         benchmark_path("generate_baseline", "{video}")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("generate_baseline")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("generate_baseline"),
-        runtime=rule_runtime("generate_baseline"),
     params:
         options=wc.generate_options(config),
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
-        " {params.options} {params.donor} > {log} 2>&1"
+        " {params.options} 2>&1 | tee {log} >&2"
 
 
+# Both generation rules copy their progress lines (adaptation steps, sampling, decoding) into
+# the rule log and onto the job's standard error (the SLURM log): `tee`; Snakemake's shell
+# runs with pipefail, so a failure still fails the job.
+#
 # The variant's folder name carries the hash of its parameters. An interrupted run (exit 75,
 # or a killed job rerun with --rerun-incomplete) resumes from the state under
 # <out-dir>/resume/, which Snakemake does not delete.
@@ -143,13 +125,6 @@ rule generate_tta:
         log_path("generate_tta", "{variant}/{video}"),
     benchmark:
         benchmark_path("generate_tta", "{variant}/{video}")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("generate_tta")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("generate_tta"),
-        runtime=rule_runtime("generate_tta"),
     params:
         options=wc.generate_options(config, tta=True),
         donor=cross_video_options,
@@ -157,4 +132,4 @@ rule generate_tta:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
-        " {params.options} {params.donor} > {log} 2>&1"
+        " {params.options} {params.donor} 2>&1 | tee {log} >&2"

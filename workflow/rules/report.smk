@@ -18,6 +18,10 @@ TABLE_PAGES = {
 }
 
 
+localrules:
+    report_pages,
+
+
 rule report_pages:
     """HTML renderings of the tables and of the GIF strip, for snakemake --report."""
     input:
@@ -97,12 +101,9 @@ rule report_pages:
         log_path("report_pages"),
     benchmark:
         benchmark_path("report_pages")
-    threads: rule_threads("report_pages")
-    resources:
-        mem_mb=rule_mem_mb("report_pages"),
-        runtime=rule_runtime("report_pages"),
     params:
         titles=TABLE_PAGES,
+        random_lpips=config["evaluation"]["lpips_backbone"] == "random",
     run:
-        wc.write_report_pages(input, output, params.titles)
+        wc.write_report_pages(input, output, params.titles, params.random_lpips)
         write_text_atomic(log[0], "\n".join(output) + "\n")

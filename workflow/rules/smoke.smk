@@ -9,6 +9,10 @@ count and size.
 SMOKE_RUNS = [0, 1]
 
 
+localrules:
+    smoke,
+
+
 rule smoke_generate:
     """One synthetic continuation (seed = run number)."""
     input:
@@ -22,13 +26,6 @@ rule smoke_generate:
         log_path("smoke_generate", "run{smoke_run}"),
     benchmark:
         benchmark_path("smoke_generate", "run{smoke_run}")
-    conda:
-        CONDA_ENV
-    threads: rule_threads("smoke_generate")
-    resources:
-        gpu=GPU,
-        mem_mb=rule_mem_mb("smoke_generate"),
-        runtime=rule_runtime("smoke_generate"),
     params:
         ckpt=lambda wildcards, input: os.path.dirname(input.mmdit),
         frames=config["smoke"]["frames"],
@@ -55,10 +52,6 @@ rule smoke:
         log_path("smoke"),
     benchmark:
         benchmark_path("smoke")
-    threads: rule_threads("smoke")
-    resources:
-        mem_mb=rule_mem_mb("smoke"),
-        runtime=rule_runtime("smoke"),
     params:
         frames=config["smoke"]["frames"],
         height=config["smoke"]["height"],

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "sora_tta.data.commands",
     "sora_tta.tta.commands",
     "sora_tta.evaluation.commands",
+    "sora_tta.workflow_commands",
 )
 
 
@@ -33,10 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="sora-tta", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for sub in subparsers.choices.values():
+        # -v after the subcommand too; SUPPRESS keeps a -v given before it
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+        )
     return parser
+
+
+def package_version() -> str:
+    """The installed sora-tta version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sora-tta")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,14 +5,14 @@ Everything here is pure Python without torch, so the workflow can import it whil
 
 - :func:`config_problems` lists every invalid value of a configuration (JSON schema plus
   the cross-field rules a schema cannot express), one readable line each;
-- :func:`rule_resources` gives the threads / memory / runtime of a rule;
+- :func:`profile_resources` reads each rule's threads / memory / runtime / GPUs from the
+  workflow profile (``profiles/default/config.yaml``, their one definition);
 - :func:`required_files` and :func:`missing_requirements` are the preflight check: every
   checkpoint, tokenizer, data and metric-weight file the configuration needs.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -45,39 +45,6 @@ HF_WEIGHT_FILES = (
 #: Tokenizer files: a fast tokenizer.json, or the slow tokenizer's own files.
 T5_TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
 CLIP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
-
-#: Rules whose jobs use a GPU (``resources.gpu`` GPUs each).
-GPU_RULES = ("encode_prompts", "generate_baseline", "generate_tta", "smoke_generate")
-
-
-@dataclass(frozen=True)
-class RuleResources:
-    """Cluster resources of one rule; ``runtime`` (minutes) is that of the first attempt."""
-
-    threads: int
-    mem_mb: int
-    runtime: int
-
-
-#: Built-in resources of every rule (the full-size study); ``resources.rules`` overrides.
-DEFAULT_RULE_RESOURCES: dict[str, RuleResources] = {
-    "make_synthetic_ucf101": RuleResources(1, 2000, 15),
-    "make_tiny_checkpoints": RuleResources(1, 4000, 15),
-    "manifest": RuleResources(4, 4000, 60),
-    "preprocess": RuleResources(1, 2000, 10),
-    "encode_prompts": RuleResources(4, 64000, 60),
-    "method_config": RuleResources(1, 500, 5),
-    "methods_table": RuleResources(1, 500, 5),
-    "preflight": RuleResources(1, 1000, 5),
-    "generate_baseline": RuleResources(8, 64000, 60),
-    "generate_tta": RuleResources(8, 96000, 180),
-    "evaluate": RuleResources(4, 8000, 60),  # one (method, class): ~40 videos
-    "aggregate": RuleResources(2, 16000, 60),
-    "plot": RuleResources(2, 8000, 30),
-    "smoke_generate": RuleResources(4, 64000, 30),
-    "smoke": RuleResources(1, 2000, 10),
-    "report_pages": RuleResources(1, 4000, 10),
-}
 
 
 class ConfigError(ValueError):
@@ -173,9 +140,7 @@ def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def semantic_problems(
-    config: Mapping[str, Any], rule_names: Iterable[str] | None = None
-) -> list[str]:
+def semantic_problems(config: Mapping[str, Any]) -> list[str]:
     """Cross-field rules the schema cannot express (values of the wrong type are skipped:
     the schema reports those)."""
     problems = []
@@ -224,13 +189,11 @@ def semantic_problems(
                 f"adapt.continue_frames: {too_long} leave no loss frame in the {latent} latent "
                 f"frames of sampling.num_cond_frames={window} (each k must be below {latent})"
             )
-    if rule_names is not None:
-        known = set(rule_names)
-        unknown = sorted(set(_section(_section(config, "resources"), "rules")) - known)
-        if unknown:
-            problems.append(
-                f"resources.rules: unknown rule(s) {unknown}; valid: {', '.join(sorted(known))}"
-            )
+    if "resources" in config:
+        problems.append(
+            "resources: per-rule threads, memory, runtime and GPUs are set in the workflow "
+            "profile profiles/default/config.yaml (set-threads, set-resources), not here"
+        )
     return problems
 
 
@@ -249,26 +212,100 @@ def adapt_cross_field_problems(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def config_problems(
-    config: Mapping[str, Any],
-    schema: Mapping[str, Any],
-    rule_names: Iterable[str] | None = None,
-) -> list[str]:
+def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """All problems of a configuration: schema violations first, then cross-field rules."""
-    return schema_problems(config, schema) + semantic_problems(config, rule_names)
+    return schema_problems(config, schema) + semantic_problems(config)
 
 
 def check_config(
     config: Mapping[str, Any],
     schema: Mapping[str, Any],
-    rule_names: Iterable[str] | None = None,
     source: str = "config",
 ) -> None:
     """Raise :class:`ConfigError` listing every problem of ``config`` (none: return)."""
-    problems = config_problems(config, schema, rule_names)
+    problems = config_problems(config, schema)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"invalid configuration ({source}), {len(problems)} problem(s):\n{lines}")
+
+
+COMMAND_LINE = "--config on the command line"
+
+
+def format_overrides(overrides: Mapping[str, Any], prefix: str = "") -> str:
+    """``--config`` values as ``key.sub=value`` items, for messages."""
+    items = []
+    for key, value in overrides.items():
+        where = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            items.append(format_overrides(value, f"{where}."))
+        else:
+            items.append(f"{where}={value}")
+    return ", ".join(items)
+
+
+def _subschema(schema: Mapping[str, Any], root: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """The schema of ``key`` inside an object schema (properties, then additionalProperties)."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    props = schema.get("properties", {})
+    if key in props:
+        return props[key]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def _coerce(text: str, schema: Mapping[str, Any]) -> Any:
+    """``text`` as the schema's type (Snakemake hands nested --config values over as text)."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    enum = schema.get("enum", [])
+    lowered = text.strip().lower()
+    if lowered in ("true", "false") and ("boolean" in types or any(e is True for e in enum)):
+        return lowered == "true"
+    if lowered in ("null", "none", "~") and "null" in types:
+        return None
+    if "integer" in types:
+        try:
+            return int(text)
+        except ValueError:
+            if "number" not in types and "string" not in types:
+                raise ValueError(f"{text!r} is not an integer") from None
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            if "string" not in types:
+                raise ValueError(f"{text!r} is not a number") from None
+    return text
+
+
+def coerce_overrides(
+    config: dict[str, Any],
+    overrides: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    _node: Mapping[str, Any] | None = None,
+    _where: str = "",
+) -> list[str]:
+    """Convert, in ``config``, the text values given with ``--config`` to the schema's types
+    (``steps=8`` inside a map arrives as ``'8'``, ``preflight=false`` as ``'false'``).
+    Variant parameters (``variants.named.<name>.<param>``) take the ``adapt`` types.
+    Returns one problem per value that does not convert, naming the command line."""
+    node = schema if _node is None else _node
+    problems = []
+    for key, value in overrides.items():
+        where = f"{_where}.{key}" if _where else str(key)
+        sub = _subschema(node, schema, str(key))
+        if where.startswith("variants.named.") and where.count(".") == 2:
+            sub = schema["properties"]["adapt"]
+        if isinstance(value, Mapping) and isinstance(config.get(key), dict):
+            problems += coerce_overrides(config[key], value, schema, sub, where)
+        elif isinstance(value, str) and key in config:
+            try:
+                config[key] = _coerce(value, sub)
+            except ValueError as err:
+                problems.append(f"{where}: {err} ({COMMAND_LINE})")
+    return problems
 
 
 def adapt_param_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], list[str]]:
@@ -291,26 +328,49 @@ def adapt_param_kinds(schema: Mapping[str, Any]) -> dict[str, str]:
     return kinds_from_schema(schema["properties"]["adapt"]["properties"])
 
 
-def runtime_per_attempt(minutes: int) -> Callable[..., int]:
-    """The ``runtime`` resource of a rule: attempt N (a retry) gets N x ``minutes``."""
-
-    def runtime(wildcards: Any, attempt: int) -> int:
-        return minutes * attempt
-
-    # Snakemake inspects resource functions for every job; a stored signature is free.
-    runtime.__signature__ = inspect.signature(runtime)  # type: ignore[attr-defined]
-    return runtime
+#: The workflow profile Snakemake loads by itself (``profiles/default/``).
+WORKFLOW_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "default" / "config.yaml"
 
 
-def rule_resources(config: Mapping[str, Any], rule: str) -> RuleResources:
-    """Resources of ``rule``: the built-in defaults with ``resources.rules[rule]`` on top."""
-    base = DEFAULT_RULE_RESOURCES[rule]
-    override = _section(_section(config, "resources"), "rules").get(rule) or {}
-    return RuleResources(
-        threads=int(override.get("threads", base.threads)),
-        mem_mb=int(override.get("mem_mb", base.mem_mb)),
-        runtime=int(override.get("runtime", base.runtime)),
-    )
+@dataclass(frozen=True)
+class RuleResources:
+    """What one job of a rule asks for; ``runtime`` (minutes) is that of the first attempt."""
+
+    threads: int
+    mem_mb: int
+    runtime: int
+    gpu: int = 0
+
+
+def _first_attempt(value: Any) -> int:
+    """An int, or a profile expression in ``attempt`` (``"60 * attempt"``) at attempt 1."""
+    if isinstance(value, int):
+        return value
+    if not re.fullmatch(r"\s*\d+(\s*\*\s*attempt)?\s*", str(value)):
+        raise ValueError(f"unsupported resource expression {value!r}")
+    return int(str(value).split("*")[0])
+
+
+def profile_resources(path: str | os.PathLike[str] = WORKFLOW_PROFILE) -> dict[str, RuleResources]:
+    """Per-rule resources of the workflow profile (``set-threads`` and ``set-resources``)."""
+    with open(path) as handle:
+        profile = yaml.safe_load(handle)
+    threads = profile.get("set-threads", {})
+    resources = profile.get("set-resources", {})
+    return {
+        rule: RuleResources(
+            threads=int(threads.get(rule, 1)),
+            mem_mb=_first_attempt(values["mem_mb"]),
+            runtime=_first_attempt(values["runtime"]),
+            gpu=int(values.get("gpu", 0)),
+        )
+        for rule, values in resources.items()
+    }
+
+
+def gpu_rules(path: str | os.PathLike[str] = WORKFLOW_PROFILE) -> list[str]:
+    """Rules whose jobs ask for a GPU in the workflow profile."""
+    return sorted(rule for rule, res in profile_resources(path).items() if res.gpu > 0)
 
 
 @dataclass(frozen=True)
@@ -709,16 +769,42 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def table_page(path: str | os.PathLike[str], title: str, float_format: str = "{:.4g}") -> str:
-    """A CSV or TSV table rendered as a self-contained HTML page for the report."""
+#: How a random-backbone LPIPS is labelled wherever it is shown (tables and figures).
+RANDOM_LPIPS_LABEL = "lpips (RANDOM backbone: pipeline test, not comparable)"
+
+
+def table_page(
+    path: str | os.PathLike[str],
+    title: str,
+    float_format: str = "{:.4g}",
+    random_lpips: bool = False,
+) -> str:
+    """A CSV or TSV table rendered as a self-contained HTML page for the report.
+
+    LPIPS rows computed with the random backbone (their ``lpips_backbone`` says so, or
+    ``random_lpips`` for tables without that column) are relabelled, with a warning above."""
     import pandas as pd
 
     sep = "\t" if str(path).endswith(".tsv") else ","
     table = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+    warning = ""
+    if "metric" in table.columns:
+        is_lpips = table["metric"].astype(str) == "lpips"
+        if "lpips_backbone" in table.columns:
+            is_lpips &= table["lpips_backbone"].astype(str).str.contains("random")
+        elif not random_lpips:
+            is_lpips &= False
+        if is_lpips.any():
+            table.loc[is_lpips, "metric"] = RANDOM_LPIPS_LABEL
+            warning = (
+                "<p><strong>Warning:</strong> LPIPS in this table was computed with a seeded "
+                "RANDOM AlexNet trunk (lpips_backbone: random); it tests the pipeline and is not "
+                "comparable with published LPIPS.</p>"
+            )
     body = table.to_html(
         index=False, na_rep="", border=0, float_format=float_format.format, escape=True
     )
-    return html_page(title, body)
+    return html_page(title, warning + body)
 
 
 def image_page(path: str | os.PathLike[str], title: str) -> str:
@@ -752,13 +838,18 @@ def run_smoke_check(
 
 
 def write_report_pages(
-    inputs: Mapping[str, str], outputs: Mapping[str, str], titles: Mapping[str, str]
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    titles: Mapping[str, str],
+    random_lpips: bool = False,
 ) -> None:
-    """Render each table input named in ``titles`` and the ``strip`` image as report pages."""
+    """Render each table input named in ``titles`` and the ``strip`` image as report pages
+    (``random_lpips``: the run's LPIPS backbone is the random one, see :func:`table_page`)."""
     from sora_tta.io import write_text_atomic
 
     for name, title in titles.items():
-        write_text_atomic(outputs[name], table_page(inputs[name], title))
+        page = table_page(inputs[name], title, random_lpips=random_lpips)
+        write_text_atomic(outputs[name], page)
     write_text_atomic(outputs["strip"], image_page(inputs["strip"], "Example continuations"))
 
 
@@ -796,6 +887,24 @@ def forced_rules(argv: Iterable[str]) -> set[str]:
         elif taking:
             forced.add(arg)
     return forced
+
+
+#: ``snakemake --lint`` advice this workflow does not take: the rules run in the environment
+#: that runs Snakemake (no per-rule conda environments, see workflow/rules/common.smk).
+ACCEPTED_LINTS = ("Specify a conda environment or container for each rule.",)
+
+
+def unexpected_lints(text: str, accepted: Iterable[str] = ACCEPTED_LINTS) -> list[str]:
+    """The lints of ``snakemake --lint`` output other than ``accepted``, as "where: lint"."""
+    found, where = [], ""
+    for line in text.splitlines():
+        if line.startswith("Lints for "):
+            where = line.removeprefix("Lints for ").rstrip(":")
+        elif line.startswith("    * ") and where:
+            title = line.removeprefix("    * ").rstrip(":")
+            if title not in accepted:
+                found.append(f"{where}: {title}")
+    return found
 
 
 def parse_job_counts(text: str) -> dict[str, int]:

@@ -7,33 +7,15 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sora_tta.cli import CommandError
+from sora_tta.cli_options import non_negative_int, positive_float, positive_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def multiple_of_16(text: str) -> int:
@@ -41,17 +23,6 @@ def multiple_of_16(text: str) -> int:
     value = positive_int(text)
     if value % 16:
         raise argparse.ArgumentTypeError(f"{value} is not a multiple of 16")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
     return value
 
 
@@ -271,6 +242,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     except ValueError as err:
         raise CommandError(f"{args.splits_dir}: {err}") from err
+    check_class_folders(args.ucf_root, list(classes))
     min_frames = args.min_frames or args.start_frame + args.num_frames
     settings = ProbeSettings(min_frames, args.expected_size, args.decode_check, args.jobs)
     frame = build_manifest(chosen, args.ucf_root, captioner, args.split, args.subset, settings)
@@ -284,6 +256,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
         if not duplicated.empty:
             raise CommandError(f"video {duplicated.iloc[0]} is selected for validation and test")
     frame = exclude_videos(frame, args.exclude)
+    check_usable(frame, args.ucf_root)
     try:
         write_manifest(frame, args.out)
     except OSError as err:
@@ -335,6 +308,35 @@ def _validation_selection(
     videos = select_validation(candidates, test_list, config)
     check_disjoint_groups(videos, test_chosen)
     return split, args.validation_subset, videos
+
+
+def check_class_folders(ucf_root: Path, classes: list[str]) -> None:
+    """Fail with a hint when ``ucf_root`` holds none of the class folders of classInd.txt
+    (typically ``data.ucf_root`` one folder too high or too low)."""
+    if any((ucf_root / name).is_dir() for name in classes):
+        return
+    example = ucf_root / classes[0]
+    nested = [p for p in sorted(ucf_root.iterdir()) if p.is_dir() and (p / classes[0]).is_dir()]
+    hint = f"; did you mean --ucf-root {nested[0]}?" if nested else ""
+    raise CommandError(
+        f"{ucf_root}: none of the {len(classes)} class folders of classInd.txt is here "
+        f"(expected e.g. {example}/); set data.ucf_root to the folder that holds the class "
+        f"folders (the extracted UCF-101/){hint}"
+    )
+
+
+def check_usable(frame: pd.DataFrame, ucf_root: Path) -> None:
+    """Fail, before any prompt or generation job, when no selected video is usable."""
+    if (frame["status"] == "ok").any():
+        return
+    counts = frame["status"].value_counts().to_dict()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no rows"
+    first = frame.iloc[0] if len(frame) else None
+    example = f"; first: {first['source_path']} ({first['reason']})" if first is not None else ""
+    raise CommandError(
+        f"{ucf_root}: no selected video is usable ({summary}){example}; "
+        f"expected the videos as {ucf_root}/<Class>/v_<Class>_gNN_cMM.avi"
+    )
 
 
 def _register_preprocess(subparsers: argparse._SubParsersAction) -> None:

@@ -10,6 +10,7 @@ import argparse
 import logging
 from typing import Any
 
+from sora_tta import cli_options as opts
 from sora_tta.evaluation.definitions import CONTEXT_FRAMES, NUM_FRAMES
 
 log = logging.getLogger(__name__)
@@ -20,13 +21,6 @@ def _methods(text: str) -> tuple[str, ...]:
     if not methods:
         raise argparse.ArgumentTypeError("expected a comma-separated list of methods")
     return methods
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -52,14 +46,22 @@ def register(subparsers: Any) -> None:
         help="ground-truth clips (results/clips/{video}.mkv), in the order of --generated",
     )
     p.add_argument("--video-ids", required=True, nargs="+", help="in the order of --generated")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="method id (baseline or a variant id)")
     p.add_argument("--class-name", required=True, help="UCF-101 class of these videos")
     p.add_argument(
         "--out", required=True, help="output JSON (results/metrics/{method}/{class}.json)"
     )
-    p.add_argument("--context-frames", type=_positive_int, default=CONTEXT_FRAMES)
     p.add_argument(
-        "--num-frames", type=_positive_int, default=NUM_FRAMES, help="frames both clips must have"
+        "--context-frames",
+        type=opts.positive_int,
+        default=CONTEXT_FRAMES,
+        help=f"conditioning frames before the scored continuation (default {CONTEXT_FRAMES})",
+    )
+    p.add_argument(
+        "--num-frames",
+        type=opts.positive_int,
+        default=NUM_FRAMES,
+        help="frames both clips must have",
     )
     p.add_argument(
         "--lpips-backbone",
@@ -68,8 +70,13 @@ def register(subparsers: Any) -> None:
         help="alexnet: ImageNet weights from torchvision's cache (default); random: seeded "
         "random trunk, for tests only (marked in the output)",
     )
-    p.add_argument("--lpips-seed", type=int, default=0, help="seed of the random LPIPS backbone")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="LPIPS device")
+    p.add_argument(
+        "--lpips-seed",
+        type=opts.non_negative_int,
+        default=0,
+        help="seed of the random LPIPS backbone (default 0)",
+    )
+    opts.add_device(p)
     p.set_defaults(func=evaluate_command)
 
     p = subparsers.add_parser(
@@ -84,11 +91,15 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--methods", required=True, type=_methods, help="comma-separated, baseline included"
     )
-    p.add_argument("--baseline", default="baseline")
+    p.add_argument(
+        "--baseline", default="baseline", help="method id of the baseline (default baseline)"
+    )
     p.add_argument("--manifest", default=None, help="manifest CSV (class names, expected count)")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--bootstrap", type=_positive_int, default=10_000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out-dir", required=True, help="folder of the tables")
+    p.add_argument(
+        "--bootstrap", type=opts.positive_int, default=10_000, help="bootstrap resamples"
+    )
+    opts.add_seed(p, "bootstrap seed")
     add_statistics_arguments(p)
     p.set_defaults(func=aggregate_command)
 
@@ -99,13 +110,22 @@ def register(subparsers: Any) -> None:
         "loss_curves.png and strip.gif.",
     )
     p.add_argument("--aggregate-dir", required=True, help="output folder of sora-tta aggregate")
-    p.add_argument("--generations-dir", required=True)
-    p.add_argument("--clips-dir", required=True)
-    p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--generations-dir", required=True, help="holds {method}/{video}/video.mkv, loss.csv"
+    )
+    p.add_argument("--clips-dir", required=True, help="holds the ground-truth {video}.mkv")
+    p.add_argument("--out-dir", required=True, help="folder of the figures")
     p.add_argument("--baseline", default=None, help="default: the baseline named in paired.csv")
-    p.add_argument("--strip-videos", type=int, default=3, help="videos in strip.gif (0: none)")
-    p.add_argument("--bootstrap", type=_positive_int, default=2000, help="resamples for CI bands")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--strip-videos",
+        type=opts.non_negative_int,
+        default=3,
+        help="videos in strip.gif (0: none)",
+    )
+    p.add_argument(
+        "--bootstrap", type=opts.positive_int, default=2000, help="resamples for CI bands"
+    )
+    opts.add_seed(p, "seed of the CI bands' bootstrap")
     p.set_defaults(func=plot_command)
 
 
@@ -129,7 +149,7 @@ def add_statistics_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated method ids or variant names (default: every variant)",
     )
     p.add_argument(
-        "--min-group-n", type=_positive_int, default=d.min_group_n, help="no verdict below"
+        "--min-group-n", type=opts.positive_int, default=d.min_group_n, help="no verdict below"
     )
 
 

@@ -31,6 +31,9 @@ from sora_tta.evaluation.stats import BootstrapConfig, bootstrap_mean_ci
 from sora_tta.evaluation.tables import AggregateError, context_frames_of, per_video
 from sora_tta.io import atomic_path
 
+#: The label of a random-backbone LPIPS on figures (the report's tables use the same words).
+RANDOM_LPIPS_LABEL = "lpips (RANDOM backbone: not comparable)"
+
 PER_FRAME_PLOT_METRICS = ("psnr", "ssim", "lpips")
 PER_CLASS_PLOT_METRICS = ("psnr", "ssim", "lpips")
 FIGURE_FILES = (
@@ -51,6 +54,12 @@ class PlotConfig:
     baseline: str
     bootstrap: BootstrapConfig = field(default_factory=lambda: BootstrapConfig(n_resamples=2000))
     strip_videos: int = 3
+    #: LPIPS came from the seeded random trunk: every LPIPS axis says so
+    random_lpips: bool = False
+
+    def metric_label(self, metric: str) -> str:
+        """``metric``, marked when it is the random-backbone LPIPS."""
+        return RANDOM_LPIPS_LABEL if metric == "lpips" and self.random_lpips else metric
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -98,15 +107,39 @@ def per_frame_matrix(long: pd.DataFrame, method: str, metric: str) -> tuple[np.n
     return table.columns.to_numpy(dtype=int), table.to_numpy(dtype=np.float64)
 
 
-def plot_per_frame(long: pd.DataFrame, metric: str, config: PlotConfig, out: Path) -> list[str]:
-    """Mean ``metric`` per continuation frame for each method, with bootstrap CI bands.
+def per_frame_paired(
+    long: pd.DataFrame, method: str, baseline: str, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuation frames and the ``(videos, frames)`` matrix of ``method - baseline`` on the
+    videos both have complete (the paired per-frame effect)."""
+    frames_m, _ = per_frame_matrix(long, method, metric)
+    sel = long[
+        long["method"].isin([method, baseline])
+        & (long["segment"] == SEGMENT_CONTINUATION)
+        & (long["metric"] == metric)
+        & long["frame"].notna()
+    ]
+    if sel.empty or frames_m.size == 0:
+        return np.zeros(0, dtype=int), np.zeros((0, 0))
+    wide = sel.pivot_table(
+        index="video", columns=["method", "frame"], values="value", aggfunc="first"
+    )
+    if method not in wide.columns.levels[0] or baseline not in wide.columns.levels[0]:
+        return np.zeros(0, dtype=int), np.zeros((0, 0))
+    diff = (wide[method] - wide[baseline]).dropna()
+    return diff.columns.to_numpy(dtype=int), diff.to_numpy(dtype=np.float64)
 
-    Returns the methods drawn.
-    """
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
+
+def plot_per_frame(long: pd.DataFrame, metric: str, config: PlotConfig, out: Path) -> list[str]:
+    """Top: mean ``metric`` per continuation frame for each method with bootstrap CI bands.
+    Bottom: the paired difference of each variant to the baseline per frame (mean over the
+    shared videos, bootstrap CI band, zero line). Returns the methods drawn on top."""
+    fig = Figure(figsize=(7, 6.5), layout="constrained")
+    ax, diff_ax = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1])
     context = context_frames_of(long)
     colors = _colors(config.methods)
+    conf = f"{config.bootstrap.confidence:.0%}"
+    name = config.metric_label(metric)
     drawn = []
     for method in config.methods:
         frames, matrix = per_frame_matrix(long, method, metric)
@@ -120,14 +153,35 @@ def plot_per_frame(long: pd.DataFrame, metric: str, config: PlotConfig, out: Pat
     if not drawn:
         _note(ax, f"no per-frame {metric} values in long.csv")
     else:
-        ax.set_xlabel(f"generated frame index (clip frame = index + {context})")
-        ax.set_ylabel(label(metric).split(",")[0])
-        conf = f"{config.bootstrap.confidence:.0%}"
-        ax.set_title(
-            f"{metric.upper()} per generated frame: mean, {conf} bootstrap CI ({_better(metric)})"
+        ax.set_ylabel(
+            name if config.random_lpips and metric == "lpips" else label(metric).split(",")[0]
         )
+        ax.set_title(f"{name} per generated frame: mean, {conf} bootstrap CI ({_better(metric)})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    paired = []
+    for method in config.variants:
+        frames, diff = per_frame_paired(long, method, config.baseline, metric)
+        if diff.size == 0:
+            continue
+        x = frames - context
+        low, high = bootstrap_mean_ci(diff, config.bootstrap)
+        diff_ax.plot(x, diff.mean(axis=0), color=colors[method], label=f"{method} (n={len(diff)})")
+        diff_ax.fill_between(x, low, high, color=colors[method], alpha=0.2, linewidth=0)
+        paired.append(method)
+    if not paired:
+        _note(diff_ax, f"no variant shares complete per-frame {metric} with {config.baseline}")
+    else:
+        diff_ax.axhline(0.0, color="black", linewidth=0.8)
+        diff_ax.set_ylabel(f"method - {config.baseline}")
+        diff_ax.set_title(
+            f"paired difference to {config.baseline} per frame: mean over shared videos, "
+            f"{conf} bootstrap CI",
+            fontsize="medium",
+        )
+        diff_ax.grid(alpha=0.3)
+        diff_ax.legend(fontsize="small")
+    diff_ax.set_xlabel(f"generated frame index (clip frame = index + {context})")
     save_figure(fig, out)
     return drawn
 
@@ -165,7 +219,7 @@ def plot_paired_diff(long: pd.DataFrame, config: PlotConfig, out: Path) -> None:
             ax.scatter(xs, diffs, s=10, color=colors[method], alpha=0.7, zorder=3)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(positions, [m for m, _ in data], rotation=30, ha="right")
-        ax.set_title(f"{metric}\n({_better(metric)})", fontsize="medium")
+        ax.set_title(f"{config.metric_label(metric)}\n({_better(metric)})", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(f"method - {config.baseline}, per video")
     fig.suptitle("Paired differences to the baseline (continuation frames)")
@@ -211,9 +265,12 @@ def plot_per_class(per_class: pd.DataFrame, config: PlotConfig, out: Path) -> No
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         if config.variants:
             ax.axvline(0.0, color="black", linewidth=0.8)
-            ax.set_xlabel(f"{metric}: mean diff to {config.baseline} ({_better(metric)})")
+            ax.set_xlabel(
+                f"{config.metric_label(metric)}: mean paired diff to {config.baseline}, "
+                f"{config.bootstrap.confidence:.0%} CI ({_better(metric)})"
+            )
         else:
-            ax.set_xlabel(f"{metric}: mean, error bar = standard error")
+            ax.set_xlabel(f"{config.metric_label(metric)}: mean, error bar = standard error")
         ax.grid(axis="x", alpha=0.3)
     if classes:
         axes[0].set_yticks(y, classes)
@@ -222,7 +279,11 @@ def plot_per_class(per_class: pd.DataFrame, config: PlotConfig, out: Path) -> No
         fig.legend(
             handles, labels, loc="outside lower center", ncols=len(methods), fontsize="small"
         )
-    fig.suptitle("Per-class results (continuation frames)")
+    fig.suptitle(
+        f"Per class: mean paired difference to {config.baseline} (continuation frames)"
+        if config.variants
+        else "Per class: mean per method (continuation frames)"
+    )
     save_figure(fig, out)
 
 
@@ -319,7 +380,10 @@ def plot_config_from_tables(
         )
     if baseline not in methods:
         raise AggregateError(f"baseline {baseline!r} not among the methods in long.csv: {methods}")
-    return PlotConfig(methods, baseline, bootstrap, strip_videos)
+    random_lpips = (
+        "lpips_backbone" in long and long["lpips_backbone"].astype(str).str.contains("random").any()
+    )
+    return PlotConfig(methods, baseline, bootstrap, strip_videos, bool(random_lpips))
 
 
 def run_plots(

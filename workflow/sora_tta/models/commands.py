@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sora_tta import cli_options as opts
 from sora_tta.cli import CommandError
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,10 @@ def register(subparsers: Any) -> None:
         description="Write a tiny Open-Sora v2.0 checkpoint family (MMDiT, VAE, T5, CLIP) "
         "in the official folder layout; same seed, same bytes.",
     )
-    tiny.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    tiny.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    tiny.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write (official layout)"
+    )
+    opts.add_seed(tiny, "initialisation seed")
     tiny.set_defaults(func=make_tiny_checkpoints_command)
 
     smoke = subparsers.add_parser(
@@ -37,19 +40,33 @@ def register(subparsers: Any) -> None:
         description="Continue a synthetic moving-pattern clip with the checkpoints of "
         "--checkpoint-dir: encode the first 33 frames, sample, decode, write the clip.",
     )
-    smoke.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
-    smoke.add_argument("--frames", type=int, default=65, help="frames to generate (4k+1)")
-    smoke.add_argument("--cond-frames", type=int, default=33, help="conditioning frames (4k+1)")
-    smoke.add_argument("--height", type=int, default=64, help="frame height (multiple of 16)")
-    smoke.add_argument("--width", type=int, default=80, help="frame width (multiple of 16)")
-    smoke.add_argument("--steps", type=int, default=4, help="sampling steps (default 4)")
-    smoke.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    smoke.add_argument("--caption", default=SMOKE_CAPTION, help="caption of the prompt")
-    smoke.add_argument("--out", type=Path, default=Path("smoke.mkv"), metavar="FILE.mkv")
-    smoke.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    opts.add_checkpoint_dir(smoke)
     smoke.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, ..."
+        "--frames", type=opts.positive_int, default=65, help="frames to generate (4k+1)"
     )
+    smoke.add_argument(
+        "--cond-frames", type=opts.positive_int, default=33, help="conditioning frames (4k+1)"
+    )
+    smoke.add_argument(
+        "--height", type=opts.positive_int, default=64, help="frame height (multiple of 16)"
+    )
+    smoke.add_argument(
+        "--width", type=opts.positive_int, default=80, help="frame width (multiple of 16)"
+    )
+    smoke.add_argument(
+        "--steps", type=opts.positive_int, default=4, help="sampling steps (default 4)"
+    )
+    opts.add_seed(smoke, "noise seed")
+    smoke.add_argument("--caption", default=SMOKE_CAPTION, help="caption of the prompt")
+    smoke.add_argument(
+        "--out",
+        type=Path,
+        default=Path("smoke.mkv"),
+        metavar="FILE.mkv",
+        help="clip to write (default smoke.mkv)",
+    )
+    opts.add_device(smoke)
+    opts.add_dtype(smoke)
     smoke.set_defaults(func=smoke_command)
 
 

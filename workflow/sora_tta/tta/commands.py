@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sora_tta import cli_options as opts
 from sora_tta.cli import CommandError
+from sora_tta.cli_options import positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +50,23 @@ def register(subparsers: Any) -> None:
     gen.add_argument(
         "--method", help="method id (default: the one of --method-json, else 'baseline')"
     )
-    gen.add_argument("--prompt-embedding", type=Path, required=True, metavar="P.safetensors")
-    gen.add_argument("--negative-embedding", type=Path, required=True, metavar="N.safetensors")
-    gen.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
-    gen.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    gen.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    gen.add_argument(
+        "--prompt-embedding",
+        type=Path,
+        required=True,
+        metavar="P.safetensors",
+        help="prompt embedding of the video (sora-tta encode-prompts)",
+    )
+    gen.add_argument(
+        "--negative-embedding",
+        type=Path,
+        required=True,
+        metavar="N.safetensors",
+        help="embedding of the negative prompt",
+    )
+    opts.add_checkpoint_dir(gen)
+    opts.add_out_dir(gen, "folder of video.mkv, meta.json, loss.csv")
+    opts.add_seed(gen, "global seed")
     gen.add_argument("--save-adapter", action="store_true", help="also write adapter.safetensors")
     donor = gen.add_argument_group(
         "cross-video control (adapt_on: cross-video)",
@@ -63,11 +77,18 @@ def register(subparsers: Any) -> None:
         "--adapt-prompt-embedding", type=Path, metavar="P.safetensors", help="the donor's prompt"
     )
     donor.add_argument("--adapt-video-id", metavar="ID", help="the donor's video id")
-    gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    opts.add_device(gen)
+    opts.add_dtype(gen)
     gen.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16 or float32"
+        "--no-progress", action="store_true", help="no progress bars (drawn only on a terminal)"
     )
-    gen.add_argument("--no-progress", action="store_true", help="no progress bars")
+    gen.add_argument(
+        "--progress-every",
+        type=positive_int,
+        default=10,
+        help="adaptation steps between two progress lines (step, loss, lr, s/step, ETA; "
+        "default 10)",
+    )
     gen.set_defaults(func=generate_command)
 
     enc = subparsers.add_parser(
@@ -77,13 +98,21 @@ def register(subparsers: Any) -> None:
         "the empty negative prompt into {prompt_id}.safetensors / negative.safetensors. "
         "Existing files are kept.",
     )
-    enc.add_argument("--manifest", type=Path, required=True, metavar="CSV")
-    enc.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
-    enc.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    enc.add_argument("--fps", type=int, default=24, help="FPS in the prompt (default 24)")
-    enc.add_argument("--motion-score", type=int, default=4, help="motion score (default 4)")
-    enc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    enc.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32")
+    enc.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        metavar="CSV",
+        help="manifest (results/manifest.csv)",
+    )
+    opts.add_checkpoint_dir(enc)
+    opts.add_out_dir(enc, "folder of the prompt embeddings")
+    enc.add_argument("--fps", type=positive_int, default=24, help="FPS in the prompt (default 24)")
+    enc.add_argument(
+        "--motion-score", type=positive_int, default=4, help="motion score (default 4)"
+    )
+    opts.add_device(enc)
+    opts.add_dtype(enc)
     enc.set_defaults(func=encode_prompts_command)
 
 
@@ -132,6 +161,7 @@ def generate_command(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=not args.no_progress,
+        progress_every=args.progress_every,
     )
     try:
         with preemption_signals() as stop:

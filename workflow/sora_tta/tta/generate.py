@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from sora_tta import progress
 from sora_tta.data.video import read_frames, write_lossless
 from sora_tta.devices import resolve_device, resolve_dtype
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
@@ -190,6 +191,7 @@ class GenerateRequest:
     device: str = "auto"
     dtype: str = "auto"
     progress: bool = True
+    progress_every: int = 10  #: adaptation steps between two progress lines
 
     def config_hash(self) -> str:
         """Hash of everything that determines the generated video (not paths or devices)."""
@@ -413,7 +415,8 @@ def generate(
                 seed=seeds["adapt"],
                 resume=resume,
                 stop=stop,
-                progress=request.progress,
+                progress=progress.bars_wanted(request.progress),
+                on_step=progress.StepLogger(request.adapt.steps, request.progress_every),
             ) as result:
                 timings["adapt"] = time.perf_counter() - tick
                 save_final = result.save_final
@@ -477,7 +480,8 @@ def generate(
         raise _fail(request, "sample", "sampled latent has non-finite values", final=True)
     tick = time.perf_counter()
     try:
-        video = pipeline.decode_to_frames(bundle, latent)
+        with progress.stage(f"{request.video_id}: decoding"):
+            video = pipeline.decode_to_frames(bundle, latent)
     except pipeline.PipelineError as err:
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
         raise _fail(request, "decode", str(err)) from err
@@ -664,18 +668,19 @@ def _sample(
             raise SamplingInterrupted(f"interrupted by signal {stop.signal} while sampling")
 
     tick = time.perf_counter()
-    latent = pipeline.sample_continuation(
-        bundle,
-        condition,
-        txt,
-        y_vec,
-        txt_neg,
-        y_neg,
-        request.sampling.guidance_config(),
-        seed=noise_seed,
-        progress=request.progress,
-        before_step=check,
-    )
-    if bundle.device.type == "cuda":
-        torch.cuda.synchronize(bundle.device)
+    with progress.stage(f"{request.video_id}: sampling {request.sampling.num_steps} steps"):
+        latent = pipeline.sample_continuation(
+            bundle,
+            condition,
+            txt,
+            y_vec,
+            txt_neg,
+            y_neg,
+            request.sampling.guidance_config(),
+            seed=noise_seed,
+            progress=progress.bars_wanted(request.progress),
+            before_step=check,
+        )
+        if bundle.device.type == "cuda":
+            torch.cuda.synchronize(bundle.device)
     return latent, time.perf_counter() - tick
