@@ -113,11 +113,17 @@ def build_scratch(
     for name in CLASS_NAMES:
         (prompts / f"{prompt_id(format_prompt(action_words(name)))}.safetensors").touch()
     (prompts / "negative.safetensors").touch()
+    # The listing of the source videos that the preflight keeps (an input of the manifest).
+    from sora_tta.integrity import update_source_listing
+
+    sources = root / "results" / "sources.json"
+    update_source_listing(ucf, sources)
     # Each stage must be newer than its inputs, or its checkpoint would be rerun.
     now = time.time()
     for path, age in (
         (splits / "classInd.txt", 7200),
         (splits / "testlist01.txt", 7200),
+        (sources, 7200),
         (manifest, 3600),
     ):
         os.utime(path, (now - age, now - age))

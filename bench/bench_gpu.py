@@ -185,8 +185,12 @@ def bench_adapt_step(
         x0=torch.randn(1, 16, 9, h, w, generator=gen).to(device),
         txt=torch.randn(1, args.txt_tokens, config.context_in_dim, generator=gen).to(device),
         y_vec=torch.randn(1, config.vec_in_dim, generator=gen).to(device),
+        txt_neg=torch.randn(1, args.txt_tokens, config.context_in_dim, generator=gen).to(device),
+        y_neg=torch.randn(1, config.vec_in_dim, generator=gen).to(device),
+        conditions={5: torch.randn(1, 16, 5, h, w, generator=gen).to(device)},
     )
-    spec = objective.ObjectiveSpec(mode=objective.CONTINUE, continue_frames=5)
+    # The default guidance-aware draws, with one condition length (5 clean latent frames).
+    spec = objective.ObjectiveSpec(mode=objective.CONTINUE, continue_frames=(5,))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-4)
     autocast = (

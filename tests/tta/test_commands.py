@@ -104,7 +104,7 @@ def _manifest(path: Path) -> pd.DataFrame:
         row = dict.fromkeys(MANIFEST_COLUMNS, "")
         row.update(video_id=video, class_name="C", class_index=1, caption=caption, split=1,
                    subset="test", group=1, clip=index, source_path=f"{video}.avi", num_frames=120,
-                   fps=25.0, width=320, height=240, status=status)  # fmt: skip
+                   fps=25.0, width=320, height=240, status=status, role="test")  # fmt: skip
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.to_csv(path, index=False)

@@ -86,7 +86,10 @@ def test_prompts_are_encoded_once_for_all_videos(real_study, tmp_path):
     copy = tmp_path / "study"
     shutil.copytree(root, copy, symlinks=True)
     (copy / "results" / "prompts" / "negative.safetensors").unlink()
-    result = snakemake(copy, "-n", "--cores", "1", "--configfile", str(config), env=real_env(root))
+    result = snakemake(
+        copy, "-n", "--cores", "1", "--configfile", str(config),
+        "--config", "allow_paths_outside_workdir=true", env=real_env(root),
+    )  # fmt: skip
     assert result.job_counts()["encode_prompts"] == 1
     assert "checkpoint jobs" in result.output
     (block,) = [b for b in job_blocks(result.output) if b["rule"] == "encode_prompts"]

@@ -153,12 +153,33 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
         "videos exploration runs on, never from a UCF-101 group of the test list (rows with "
         "role 'validation'); none without --validation-subset",
     )
-    val.add_argument("--validation-subset", choices=("test", "train"), default=None)
-    val.add_argument("--validation-split", type=int, choices=(1, 2, 3), default=None)
+    val.add_argument(
+        "--validation-subset",
+        choices=("test", "train"),
+        default=None,
+        help="split list the validation videos come from (train: trainlist0N)",
+    )
+    val.add_argument(
+        "--validation-split",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="UCF-101 split of the validation list (default: --split)",
+    )
     val_count = val.add_mutually_exclusive_group()
-    val_count.add_argument("--validation-per-class", type=positive_int)
-    val_count.add_argument("--validation-total", type=positive_int)
-    val.add_argument("--validation-max-per-group", type=positive_int)
+    val_count.add_argument(
+        "--validation-per-class", type=positive_int, help="validation videos per class"
+    )
+    val_count.add_argument(
+        "--validation-total",
+        type=positive_int,
+        help="validation videos in all, stratified over classes",
+    )
+    val.add_argument(
+        "--validation-max-per-group",
+        type=positive_int,
+        help="at most this many validation clips of one UCF-101 group",
+    )
     p.add_argument(
         "--caption-template",
         default=None,

@@ -135,13 +135,27 @@ def add_statistics_arguments(p: argparse.ArgumentParser) -> None:
 
     d = StatisticsConfig()
     p.add_argument("--alpha", type=float, default=d.alpha, help="family-wise error rate")
-    p.add_argument("--primary-metric", default=d.primary_metric)
-    p.add_argument("--primary-segment", default=d.primary_segment)
+    p.add_argument(
+        "--primary-metric", default=d.primary_metric, help="metric of the primary endpoint"
+    )
+    p.add_argument(
+        "--primary-segment", default=d.primary_segment, help="segment of the primary endpoint"
+    )
     p.add_argument(
         "--primary-variant", default=None, help="method id or variant name (default: first final)"
     )
-    p.add_argument("--family-metrics", type=_methods, default=d.family_metrics)
-    p.add_argument("--family-segments", type=_methods, default=d.family_segments)
+    p.add_argument(
+        "--family-metrics",
+        type=_methods,
+        default=d.family_metrics,
+        help="comma-separated metrics of the Holm-adjusted family",
+    )
+    p.add_argument(
+        "--family-segments",
+        type=_methods,
+        default=d.family_segments,
+        help="comma-separated segments of the Holm-adjusted family",
+    )
     p.add_argument(
         "--final-variants",
         type=_methods,
