@@ -60,6 +60,7 @@ class Timing:
     flops: float = 0.0
     peak_memory_gb: float = 0.0
     samples: list[float] = field(default_factory=list)
+    first_call_seconds: float = 0.0  # the first warm-up call: compilation included
 
     def tflops(self) -> float:
         return self.flops / self.seconds / 1e12 if self.flops else 0.0
@@ -99,10 +100,17 @@ def synchronize(device: torch.device) -> None:
 
 def time_call(
     fn: Callable[[], Any], device: torch.device, warmup: int, iters: int
-) -> tuple[float, list[float], float]:
-    """Median seconds of ``fn`` over ``iters`` calls after ``warmup``; peak memory in GB."""
-    for _ in range(warmup):
+) -> tuple[float, list[float], float, float]:
+    """Median seconds of ``fn`` over ``iters`` calls after ``warmup``, the samples, peak memory
+    in GB and the seconds of the first warm-up call (compilation included, 0 without warm-up).
+    """
+    first = 0.0
+    for index in range(warmup):
+        begin = time.perf_counter()
         fn()
+        if index == 0:
+            synchronize(device)
+            first = time.perf_counter() - begin
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -120,7 +128,7 @@ def time_call(
             fn()
             samples.append(time.perf_counter() - begin)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-    return sorted(samples)[len(samples) // 2], samples, peak
+    return sorted(samples)[len(samples) // 2], samples, peak, first
 
 
 def build_random_mmdit(config: MMDiTConfig, device: torch.device, seed: int = 0) -> MMDiT:
@@ -213,7 +221,7 @@ def bench_adapt_step(
         # Without autocast (CPU) the float32 adapters need peft's input cast.
         skip_cast = not peft_input_cast and device.type == "cuda"
         with variant_context(variant), disable_input_dtype_casting(model, skip_cast):
-            seconds, samples, peak = time_call(step, device, args.warmup, args.iters)
+            seconds, samples, peak, first = time_call(step, device, args.warmup, args.iters)
     finally:
         model.gradient_checkpointing = False
     img_tokens = 9 * (h // 2) * (w // 2)
@@ -226,7 +234,7 @@ def bench_adapt_step(
         lora_rank=args.rank,
         lora_targets=args.targets if args.targets in lora.TARGET_PRESETS else "attn+fused",
     )
-    return Timing(name, seconds, flops.total, peak, samples)
+    return Timing(name, seconds, flops.total, peak, samples, first)
 
 
 def bench_sample_step(
@@ -261,7 +269,7 @@ def bench_sample_step(
             outputs[:] = [model(**inputs)]
 
     with variant_context(variant):
-        seconds, samples, peak = time_call(step, device, args.warmup, args.iters)
+        seconds, samples, peak, first = time_call(step, device, args.warmup, args.iters)
     has_lora = lora.has_lora(model)
     flops = mmdit_flops(
         config,
@@ -271,7 +279,7 @@ def bench_sample_step(
         lora_rank=args.rank if has_lora else 0,
         lora_targets="attn+fused",
     )
-    return Timing(name, seconds, flops.total, peak, samples), outputs[0].float()
+    return Timing(name, seconds, flops.total, peak, samples, first), outputs[0].float()
 
 
 def bench_sample_lora_bf16(
@@ -306,8 +314,8 @@ def bench_vae(args: argparse.Namespace, device: torch.device) -> list[Timing]:
     timings = []
     with torch.inference_mode():
         for name, fn in calls.items():
-            seconds, samples, peak = time_call(fn, device, 1, max(2, args.iters // 3))
-            timings.append(Timing(name, seconds, 0.0, peak, samples))
+            seconds, samples, peak, first = time_call(fn, device, 1, max(2, args.iters // 3))
+            timings.append(Timing(name, seconds, 0.0, peak, samples, first))
     return timings
 
 
@@ -351,6 +359,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "preset": args.preset,
         "frame_size": [args.height, args.width],
+        "txt_tokens": args.txt_tokens,
+        "rank": args.rank,
+        "targets": args.targets,
         "peak_tflops": peak,
         "build_seconds": build_seconds,
         "variants": {},

@@ -214,6 +214,13 @@ def test_cost_table(fake_results: Path) -> None:
     ]
 
 
+def test_recorded_total_is_not_added_to_itself(tmp_path: Path) -> None:
+    # generate's meta.json has timings.total (the wall time of the run): taken as is.
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps({"timings": {"load": 1.0, "sample": 2.0, "total": 3.5}}))
+    assert read_generation_meta(path)["time_total_s"] == 3.5
+
+
 def test_summary_markdown(fake_results: Path) -> None:
     text = _aggregate(fake_results)["summary.md"]
     assert "| VAR1 | psnr | higher | 4 |" in text

@@ -198,3 +198,21 @@ def test_generate_logs_progress_lines(generate_args, tmp_path, caplog) -> None:
     assert " s/step ETA " in text
     assert "v_a: sampling 2 steps: start" in text and "v_a: sampling 2 steps: done in" in text
     assert "v_a: decoding: done in" in text
+
+
+def test_generate_loads_from_the_staged_checkpoints(generate_args, tmp_path) -> None:
+    import numpy as np
+
+    from sora_tta.cluster.staging import MARKER
+    from sora_tta.data.video import read_frames
+
+    stage = tmp_path / "node-local"
+    args = generate_args("baseline", tmp_path / "staged", "--stage-dir", str(stage))
+    assert main([*args, "--compile", "off"]) == 0
+    meta = json.loads((tmp_path / "staged" / "meta.json").read_text())
+    staged = Path(meta["checkpoint_dir"])
+    assert staged.parent == stage and (staged / MARKER).is_file()
+    assert meta["compile"] == {"mode": "off", "compiled": False, "fallback": None}
+    assert main(generate_args("baseline", tmp_path / "direct")) == 0
+    video = read_frames(tmp_path / "direct" / "video.mkv")
+    assert np.array_equal(video, read_frames(tmp_path / "staged" / "video.mkv"))

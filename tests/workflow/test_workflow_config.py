@@ -488,3 +488,13 @@ Lints for snakefile workflow/rules/common.smk:
     assert wc.unexpected_lints(text) == [
         "snakefile workflow/rules/common.smk: Mixed rules and functions in same snakefile."
     ]
+
+
+def test_generate_options_carry_compile_and_staging() -> None:
+    config = {"generation": {"compile": False, "stage_dir": "/local/$USER/ck",
+                             "compile_cache_dir": "/local/$USER/inductor"}}  # fmt: skip
+    options = wc.generate_options(config)
+    assert "--compile off" in options  # YAML's unquoted off
+    assert "--stage-dir '/local/$USER/ck'" in options  # expanded on the node, not here
+    assert "--compile-cache-dir '/local/$USER/inductor'" in options
+    assert "--stage-dir" not in wc.generate_options({"generation": {}})

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "sora_tta.tta.commands",
     "sora_tta.evaluation.commands",
     "sora_tta.workflow_commands",
+    "sora_tta.cluster.commands",
 )
 
 

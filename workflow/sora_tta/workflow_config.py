@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sora_tta.models.compile import compile_mode
 from sora_tta.variants import kinds_from_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -697,6 +698,9 @@ def generate_options(config: Mapping[str, Any], tta: bool = False) -> str:
             "--dtype": generation.get("dtype", "auto"),
             "--save-adapter": tta and bool(generation.get("save_adapter")),
             "--no-progress": True,
+            "--compile": compile_mode(generation.get("compile", "auto")),
+            "--compile-cache-dir": generation.get("compile_cache_dir"),
+            "--stage-dir": generation.get("stage_dir"),
         }
     )
 

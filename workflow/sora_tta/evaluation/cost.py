@@ -25,7 +25,8 @@ TIMING_ORDER = ("load", "encode", "adapt", "sample", "decode")
 def read_generation_meta(path: Path) -> dict[str, float]:
     """Numeric cost quantities of one ``meta.json``; every key is optional.
 
-    ``timings`` entries become ``time_<key>_s`` plus their sum ``time_total_s``;
+    ``timings`` entries become ``time_<key>_s``; ``time_total_s`` is ``timings["total"]``
+    when recorded, else the sum of the entries;
     ``peak_memory_mb``, ``trainable_parameters`` and ``final_loss`` are taken as is.
     """
     try:
@@ -46,7 +47,7 @@ def read_generation_meta(path: Path) -> dict[str, float]:
         for key, value in timings.items():
             if (v := number(value)) is not None:
                 out[f"time_{key}_s"] = v
-        if out:
+        if out and "time_total_s" not in out:  # generate records its own wall total
             out["time_total_s"] = sum(out.values())
     for key in ("peak_memory_mb", "trainable_parameters", "final_loss"):
         if (v := number(meta.get(key))) is not None:

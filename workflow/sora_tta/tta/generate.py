@@ -43,6 +43,7 @@ from sora_tta.data.video import read_frames, write_lossless
 from sora_tta.devices import resolve_device, resolve_dtype
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
 from sora_tta.models import pipeline
+from sora_tta.models.compile import run_compiled
 from sora_tta.models.text import load_prompt_embedding
 from sora_tta.sampling import GuidanceConfig
 from sora_tta.tta import checkpoint as ckpt
@@ -192,6 +193,7 @@ class GenerateRequest:
     dtype: str = "auto"
     progress: bool = True
     progress_every: int = 10  #: adaptation steps between two progress lines
+    compile: str = "auto"  # regional torch.compile while sampling (sora_tta.models.compile)
 
     def config_hash(self) -> str:
         """Hash of everything that determines the generated video (not paths or devices)."""
@@ -391,7 +393,7 @@ def generate(
         logger.info("%s (baseline): %s", request.video_id, BASELINE_SIGNAL_NOTE)
         try:
             latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
-                                                request, seeds["noise"], stop)  # fmt: skip
+                                                request, seeds["noise"], meta, stop)  # fmt: skip
         except SamplingInterrupted as err:
             logger.warning("%s (baseline): %s; nothing to save, exit 75", request.video_id, err)
             raise _preempted(request, str(err)) from err
@@ -449,7 +451,7 @@ def generate(
                     try:
                         latent, timings["sample"] = _sample(bundle, condition, txt, y_vec,
                                                             txt_neg, y_neg, request,
-                                                            seeds["noise"], stop)  # fmt: skip
+                                                            seeds["noise"], meta, stop)  # fmt: skip
                     except SamplingInterrupted as err:
                         save_final()
                         raise AdaptationInterrupted(
@@ -661,6 +663,7 @@ def _sample(
     y_neg: torch.Tensor,
     request: GenerateRequest,
     noise_seed: int,
+    meta: dict[str, Any],
     stop: ckpt.PreemptionFlag | None = None,
 ) -> tuple[torch.Tensor, float]:
     def check() -> None:
@@ -669,18 +672,23 @@ def _sample(
 
     tick = time.perf_counter()
     with progress.stage(f"{request.video_id}: sampling {request.sampling.num_steps} steps"):
-        latent = pipeline.sample_continuation(
-            bundle,
-            condition,
-            txt,
-            y_vec,
-            txt_neg,
-            y_neg,
-            request.sampling.guidance_config(),
-            seed=noise_seed,
-            progress=progress.bars_wanted(request.progress),
-            before_step=check,
+        latent, compiled = run_compiled(
+            bundle.mmdit,
+            request.compile,
+            lambda: pipeline.sample_continuation(
+                bundle,
+                condition,
+                txt,
+                y_vec,
+                txt_neg,
+                y_neg,
+                request.sampling.guidance_config(),
+                seed=noise_seed,
+                progress=progress.bars_wanted(request.progress),
+                before_step=check,
+            ),
         )
         if bundle.device.type == "cuda":
             torch.cuda.synchronize(bundle.device)
+    meta["compile"] = compiled
     return latent, time.perf_counter() - tick
