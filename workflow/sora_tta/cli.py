@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "sora_tta.evaluation.commands",
     "sora_tta.workflow_commands",
     "sora_tta.cluster.commands",
+    "sora_tta.world.commands",
 )
 
 

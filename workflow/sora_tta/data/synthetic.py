@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -248,12 +249,21 @@ def _test_groups(groups: int, split: int) -> set[int]:
     return {g for g in range(1, groups + 1) if (g - 1) % k == (split - 1) % k}
 
 
+#: Renders a regular clip: ``(class_index, group, clip) -> (frames, height, width, 3)`` uint8.
+ClipRenderer = Callable[[int, int, int], np.ndarray]
+
+
 def make_synthetic_ucf101(
-    out: str | os.PathLike[str], config: SyntheticConfig, overwrite: bool = False
+    out: str | os.PathLike[str],
+    config: SyntheticConfig,
+    overwrite: bool = False,
+    render: ClipRenderer | None = None,
 ) -> SyntheticTree:
     """Write the synthetic tree to ``out`` (see module docstring).
 
     Refuses a non-empty ``out`` unless ``overwrite`` (which replaces the two data folders).
+    ``render`` replaces the plane-wave clips of the regular videos (e.g. ``sora_tta.world``);
+    the layout, split lists, encoding and broken cases stay the same.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -271,9 +281,12 @@ def make_synthetic_ucf101(
         for j in range(config.per_class):
             group, clip = j // config.clips_per_group + 1, j % config.clips_per_group + 1
             relpath = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
-            phase = np.random.default_rng([config.seed, c, group]).uniform(0, 2 * np.pi, 3)
-            rng = np.random.default_rng([config.seed, c, group, clip])
-            frames = render_clip(style, config.frames, config.width, config.height, rng, phase)
+            if render is not None:
+                frames = render(c, group, clip)
+            else:
+                phase = np.random.default_rng([config.seed, c, group]).uniform(0, 2 * np.pi, 3)
+                rng = np.random.default_rng([config.seed, c, group, clip])
+                frames = render_clip(style, config.frames, config.width, config.height, rng, phase)
             encode_avi(out / VIDEO_DIR / relpath, frames, config.fps, config.bit_rate)
             for s in (1, 2, 3):
                 if group in test_groups[s]:

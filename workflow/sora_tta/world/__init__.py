@@ -1,0 +1,1 @@
+"""A procedural video world and tiny proxy models pretrained on it."""

@@ -1,0 +1,111 @@
+"""World subcommands: ``make-world`` (a procedural UCF-101-layout tree) and ``pretrain-proxy``.
+
+Heavy imports (torch, diffusers, transformers) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sora_tta.cli import CommandError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add the world subcommands to the top-level parser."""
+    world = subparsers.add_parser(
+        "make-world",
+        help="write a procedural-world video tree in UCF-101's folder and split layout",
+        description="Write OUT/UCF-101/<Class>/v_*.avi, OUT/ucfTrainTestlist/*, "
+        "OUT/synthetic.json, OUT/world.json (every video's parameters and caption) and "
+        "OUT/captions.tsv (video id -> caption) for the pretrain or novel distribution.",
+    )
+    world.add_argument("--out", type=Path, required=True, metavar="DIR")
+    world.add_argument("--distribution", choices=("pretrain", "novel"), default="novel")
+    world.add_argument("--classes", type=int, default=3, help="classes (default 3)")
+    world.add_argument("--per-class", type=int, default=2, help="videos per class (default 2)")
+    world.add_argument("--frames", type=int, default=80, help="frames per video (default 80)")
+    world.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    world.add_argument("--width", type=int, default=320, help="frame width (default 320)")
+    world.add_argument("--height", type=int, default=240, help="frame height (default 240)")
+    world.add_argument("--broken", action="store_true", help="add the broken cases")
+    world.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    world.set_defaults(func=make_world_command)
+
+    proxy = subparsers.add_parser(
+        "pretrain-proxy",
+        help="pretrain the tiny proxy VAE and MMDiT on the pretraining world (CPU)",
+        description="Train a tiny HunyuanVideo-architecture VAE, then a tiny MMDiT with the "
+        "reference's flow-matching objective and condition mix, on the pretraining world; "
+        "write the checkpoint folder in the official layout plus proxy.json.",
+    )
+    proxy.add_argument("--out", type=Path, required=True, metavar="DIR")
+    proxy.add_argument("--minutes", type=float, default=30.0, help="time budget (default 30)")
+    proxy.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    proxy.add_argument("--videos", type=int, help="training videos (default: PretrainConfig's)")
+    proxy.add_argument("--vae-steps", type=int, help="step limit of the VAE stage")
+    proxy.add_argument("--mmdit-steps", type=int, help="step limit of the MMDiT stage")
+    proxy.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    proxy.set_defaults(func=pretrain_proxy_command)
+
+
+def make_world_command(args: argparse.Namespace) -> int:
+    """Write a world tree."""
+    from sora_tta.world.procedural import WorldConfig, make_world
+
+    try:
+        config = WorldConfig(
+            distribution=args.distribution,
+            classes=args.classes,
+            per_class=args.per_class,
+            frames=args.frames,
+            seed=args.seed,
+            width=args.width,
+            height=args.height,
+            broken=args.broken,
+        )
+        make_world(args.out, config, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as err:
+        raise CommandError(str(err)) from err
+    logger.info("wrote a %s world of %d videos to %s", args.distribution,
+                args.classes * args.per_class, args.out)  # fmt: skip
+    return 0
+
+
+def pretrain_proxy_command(args: argparse.Namespace) -> int:
+    """Pretrain the proxy models into ``args.out``."""
+    import torch
+
+    from sora_tta.world.pretrain import PROXY_FILE, PretrainConfig, pretrain_proxy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        given = {"videos": args.videos} if args.videos is not None else {}
+        config = PretrainConfig(
+            minutes=args.minutes,
+            seed=args.seed,
+            vae_steps=args.vae_steps,
+            mmdit_steps=args.mmdit_steps,
+            **given,
+        )
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    start = time.perf_counter()
+    description = pretrain_proxy(args.out, config)
+    logger.info(
+        "pretrained the proxy in %.0f s: VAE %d steps (recon PSNR %.2f dB), MMDiT %d steps "
+        "(last loss %.4f); see %s",
+        time.perf_counter() - start,
+        description["vae"]["steps"],
+        description["vae"]["train_recon_psnr"],
+        description["mmdit"]["steps"],
+        description["mmdit"]["loss_last_window"] or float("nan"),
+        args.out / PROXY_FILE,
+    )
+    return 0
