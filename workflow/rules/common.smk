@@ -109,6 +109,7 @@ REPORT_PAGES = [
     "per_type",
     "validation_paired",
     "cost",
+    "branches",
     "failures",
     "methods",
     "manifest",
