@@ -376,7 +376,7 @@ def aggregate_command(args: argparse.Namespace) -> int:
 def plot_command(args: argparse.Namespace) -> int:
     """Write all figures."""
     from sora_tta.cli import CommandError
-    from sora_tta.evaluation.plots import run_plots
+    from sora_tta.evaluation.figures import run_plots
     from sora_tta.evaluation.stats import BootstrapConfig
     from sora_tta.evaluation.tables import AggregateError
 
