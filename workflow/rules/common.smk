@@ -110,6 +110,7 @@ REPORT_PAGES = [
     "validation_paired",
     "cost",
     "failures",
+    "fvd",
     "methods",
     "manifest",
     "strip",
@@ -473,6 +474,16 @@ def all_metrics(wildcards):
         for m in METHODS
         for c in index.method_classes(m)
     ]
+
+
+def fvd_inputs(wildcards):
+    """What the FVD job reads: with evaluation.fvd_weights, the weights, the manifest and
+    every metrics file (they cover the generations and clips FVD decodes); without, nothing
+    (the job only records why FVD is skipped, and no new result reruns it)."""
+    weights = config["evaluation"]["fvd_weights"]
+    if not weights:
+        return {}
+    return {"weights": weights, "manifest": MANIFEST, "metrics": all_metrics(wildcards)}
 
 
 def study_outputs():

@@ -13,6 +13,7 @@ TABLE_PAGES = {
     "validation_paired": "Exploratory: every variant vs the baseline on the validation videos",
     "cost": "Cost per video: predicted (sora-tta plan) and measured",
     "failures": "Failed generations (left out of the tables)",
+    "fvd": "FVD (optional, I3D): each method vs the ground truth, each variant minus the baseline",
     "methods": "Methods and their parameters",
     "manifest": "Manifest: selected videos and their status",
 }
@@ -55,6 +56,7 @@ rule report_pages:
         validation_paired=f"{AGGREGATE_DIR}/validation_paired.csv",
         cost=f"{AGGREGATE_DIR}/cost_vs_plan.csv",
         failures=f"{AGGREGATE_DIR}/failures.csv",
+        fvd=rules.fvd.output[0],
         methods=f"{RESULTS}/methods/methods.tsv",
         manifest=MANIFEST,
         strip=f"{FIGURE_DIR}/strip.gif",
@@ -100,6 +102,12 @@ rule report_pages:
             caption="../report/failures.rst",
             category="Tables",
             labels={"table": "failures"},
+        ),
+        fvd=report(
+            f"{REPORT_DIR}/fvd.html",
+            caption="../report/fvd.rst",
+            category="Tables",
+            labels={"table": "FVD"},
         ),
         methods=report(
             f"{REPORT_DIR}/methods.html",
