@@ -196,10 +196,11 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
         "generate_tta": len(methods) - 1,
         "evaluate": len(methods),
         "aggregate": 1,
+        "fvd": 1,  # its table went with aggregate/
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(methods) + 4,
+        "total": 2 * len(methods) + 5,
     }
     per_video = [b for b in job_blocks(result.output) if "video" in wildcards_of(b)]
     assert per_video and all(wildcards_of(b)["video"] == victim for b in per_video)
@@ -288,10 +289,11 @@ def test_adding_a_variant_adds_only_its_jobs(demo_copy, tmp_path):
         "evaluate": len(videos),
         "methods_table": 1,
         "aggregate": 1,
+        "fvd": 1,  # one row per method
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(videos) + 6,
+        "total": 2 * len(videos) + 7,
     }
 
 

@@ -19,6 +19,7 @@ from snakemake.utils import validate
 try:
     from sora_tta import variants as variant_lib
     from sora_tta import workflow_config as wc
+    from sora_tta.evaluation.definitions import FVD_FILE
     from sora_tta.io import write_json_atomic, write_text_atomic
 except ImportError as err:  # the package is the workflow's only software dependency
     raise WorkflowError(
@@ -94,6 +95,9 @@ GEN_VIDEO = f"{GEN_DIR}/video.mkv"
 GEN_META = f"{GEN_DIR}/meta.json"  # the generation jobs' output: the outcome record
 METRICS = f"{RESULTS}/metrics/{{method}}/{{class_name}}.json"
 AGGREGATE_DIR = f"{RESULTS}/aggregate"
+FVD_TABLE = (
+    f"{AGGREGATE_DIR}/{FVD_FILE}"  # optional metric: a skip reason without weights
+)
 FIGURE_DIR = f"{RESULTS}/figures"
 SMOKE_DIR = f"{RESULTS}/smoke"
 LOGS = f"{RESULTS}/logs"
@@ -400,7 +404,9 @@ def intermediates():
         generation_dir=GEN_DIR,
         metrics=METRICS,
         verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
-        aggregate_files=tuple(f"{AGGREGATE_DIR}/{name}" for name in OUTPUT_FILES),
+        aggregate_files=tuple(
+            f"{AGGREGATE_DIR}/{name}" for name in (*OUTPUT_FILES, FVD_FILE)
+        ),
         final_files=tuple(study_outputs()),
     )
     videos = {

@@ -87,7 +87,7 @@ rule fvd:
     input:
         unpack(fvd_inputs),
     output:
-        f"{AGGREGATE_DIR}/fvd.csv",
+        FVD_TABLE,
     log:
         log_path("fvd"),
     benchmark:

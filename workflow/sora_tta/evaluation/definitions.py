@@ -20,6 +20,8 @@ DATA_RANGE = 255.0
 PSNR_CAP_DB = 100.0
 NUM_FRAMES = 65
 CONTEXT_FRAMES = 33
+#: The optional FVD table (``sora-tta fvd``), beside the aggregate tables.
+FVD_FILE = "fvd.csv"
 #: Bootstrap resamples over videos of the FVD table (each costs two matrix square roots).
 FVD_BOOTSTRAP_RESAMPLES = 1000
 

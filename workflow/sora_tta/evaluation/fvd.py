@@ -30,7 +30,11 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from sora_tta.evaluation.definitions import CONTEXT_FRAMES, FVD_BOOTSTRAP_RESAMPLES, NUM_FRAMES
+from sora_tta.evaluation.definitions import (
+    CONTEXT_FRAMES,
+    FVD_BOOTSTRAP_RESAMPLES,
+    NUM_FRAMES,
+)
 from sora_tta.evaluation.stats import BootstrapConfig
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,6 @@ WEIGHTS_FILE = "i3d_torchscript.pt"
 INPUT_SIZE = 224
 #: Keyword arguments of every detector call: the input is already in [-1, 1] and 224 x 224.
 DETECTOR_KWARGS = {"rescale": False, "resize": False, "return_features": True}
-#: Output file of ``sora-tta fvd`` (in results/aggregate/).
-FVD_FILE = "fvd.csv"
 FVD_BOOTSTRAP = BootstrapConfig(n_resamples=FVD_BOOTSTRAP_RESAMPLES)
 FVD_COLUMNS = [
     "role", "method", "n_videos", "fvd", "fvd_ci_low", "fvd_ci_high", "baseline",
