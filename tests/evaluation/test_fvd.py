@@ -21,6 +21,8 @@ from sora_tta.evaluation import fvd
 from sora_tta.evaluation.stats import BootstrapConfig
 
 FEATURES = 8
+# torch.jit.script / save are deprecated in favour of torch.export; the weights are TorchScript.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 
 
 class _TinyI3D(torch.nn.Module):
@@ -259,3 +261,22 @@ def test_fvd_command_names_a_damaged_clip(study, weights, tmp_path, cli) -> None
     with pytest.raises(CommandError, match=str(clip)):
         cli(_fvd_argv(copy, out, "--weights", str(weights)))
     assert not out.exists()
+
+
+def test_without_final_variants_only_the_baseline_is_scored_on_test(study, tmp_path, cli) -> None:
+    """An empty --final-variants (statistics.final_variants: []): exploratory variants run
+    on the validation videos only, so they get no test row."""
+    out = tmp_path / "fvd.csv"
+    argv = _fvd_argv(study, out)
+    argv[argv.index("--final-variants") + 1] = ""
+    assert cli(argv) == 0  # without weights: the skip rows name every method
+    assert list(pd.read_csv(out)["method"]) == ["baseline", "r4"]
+    roles = {"v1": "test", "v2": "test", "v3": "validation"}
+    sets = fvd.fvd_sets(roles, ["baseline", "r4"], "baseline", [], lambda m, v: True)
+    assert [(s.role, s.method, s.videos) for s in sets] == [
+        ("test", "baseline", ("v1", "v2")),
+        ("validation", "baseline", ("v3",)),
+        ("validation", "r4", ("v3",)),
+    ]
+    no_split = fvd.fvd_sets({"v1": "test"}, ["baseline", "r4"], "baseline", [], lambda m, v: True)
+    assert [s.method for s in no_split] == ["baseline", "r4"]

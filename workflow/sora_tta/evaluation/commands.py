@@ -23,6 +23,11 @@ def _methods(text: str) -> tuple[str, ...]:
     return methods
 
 
+def _methods_or_none(text: str) -> tuple[str, ...]:
+    """A comma-separated list that may be empty (no final variant)."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def register(subparsers: Any) -> None:
     """Add ``evaluate``, ``aggregate`` and ``plot`` to the top-level parser."""
     p = subparsers.add_parser(
@@ -153,9 +158,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--final-variants",
-        type=_methods,
+        type=_methods_or_none,
         default=None,
-        help="comma-separated final method ids (run on test videos; default: every variant)",
+        help="comma-separated final method ids, may be empty (they and the baseline run on "
+        "the test videos; default: every variant)",
     )
     p.add_argument("--out", required=True, help="output CSV (results/aggregate/fvd.csv)")
     p.add_argument(
