@@ -1,8 +1,9 @@
 """FVD: the Fréchet distance, the detector contract, and ``sora-tta fvd`` end to end.
 
-The real I3D weights cannot be downloaded here, so the detector is a small TorchScript
-module with the real one's call signature ``forward(x, rescale, resize, return_features)``,
-saved with ``torch.jit.save``: the same file format, loaded by the same code path.
+The real I3D weights cannot be downloaded here, so the detector is the small TorchScript
+module of ``tests/conftest.py`` (``i3d_standin``) with the real one's call signature
+``forward(x, rescale, resize, return_features)``, saved with ``torch.jit.save``: the same
+file format, loaded by the same code path.
 """
 
 from __future__ import annotations
@@ -20,40 +21,9 @@ from sora_tta.cli import CommandError
 from sora_tta.evaluation import fvd
 from sora_tta.evaluation.stats import BootstrapConfig
 
-FEATURES = 8
+FEATURES = 8  # of the stand-in (tests/conftest.py)
 # torch.jit.script / save are deprecated in favour of torch.export; the weights are TorchScript.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
-
-
-class _TinyI3D(torch.nn.Module):
-    """Stand-in with the TorchScript I3D's interface: refuses inputs the real call convention
-    would not give (not (B, 3, T, 224, 224), or outside [-1, 1] without ``rescale``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv3d(3, FEATURES, kernel_size=(4, 16, 16), stride=(4, 16, 16))
-        self.head = torch.nn.Linear(FEATURES, 5)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rescale: bool = True,
-        resize: bool = True,
-        return_features: bool = False,
-    ) -> torch.Tensor:
-        if rescale:
-            x = x / 127.5 - 1.0
-        if resize:
-            raise RuntimeError("resize is not implemented by this stand-in")
-        if x.dim() != 5 or x.shape[1] != 3 or x.shape[3] != 224 or x.shape[4] != 224:
-            raise RuntimeError("expected (B, 3, T, 224, 224)")
-        if bool(x.min() < -1.0) or bool(x.max() > 1.0):
-            raise RuntimeError("expected values in [-1, 1]")
-        features = torch.tanh(self.conv(x)).mean(dim=(2, 3, 4)) * 10.0
-        if return_features:
-            return features
-        return torch.softmax(self.head(features), dim=1)
 
 
 class _OnlyX(torch.nn.Module):
@@ -64,10 +34,8 @@ class _OnlyX(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
-    torch.jit.save(torch.jit.script(_TinyI3D().eval()), str(path))
-    return path
+def weights(i3d_standin) -> Path:
+    return i3d_standin(Path(i3d_standin.folder) / "i3d_torchscript.pt")
 
 
 # ---------------------------------------------------------------- the distance
