@@ -99,7 +99,7 @@ def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Any:
             detector = torch.jit.load(str(path), map_location=device)
     except Exception as err:  # torch raises RuntimeError, ValueError or zip errors
         raise FvdError(
-            f"{path}: not a TorchScript module ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            f"{path}: not a TorchScript module ({type(err).__name__}: {_last_line(err)}); "
             f"FVD needs the I3D detector {WEIGHTS_FILE} ({WEIGHTS_URL})"
         ) from err
     return detector.eval()
