@@ -76,6 +76,18 @@ def test_fvd_of_a_set_with_itself_is_zero_and_grows_with_a_shift() -> None:
     assert abs(fvd.fvd(few, few)) < 1e-5 and fvd.fvd(few + 1.0, few) > 19.0
 
 
+@pytest.mark.parametrize(("n_gen", "n_ref", "dim"), [(30, 25, 60), (60, 50, 20), (12, 12, 12)])
+def test_fvd_from_features_equals_the_sqrtm_formula(n_gen, n_ref, dim) -> None:
+    """The SVD / eigenvalue route of trace_sqrt_product gives what scipy's sqrtm gives, with
+    fewer videos than dimensions (singular covariances) and with more."""
+    rng = np.random.default_rng(n_gen + dim)
+    mixing = rng.normal(size=(dim, dim))
+    reference = rng.normal(size=(n_ref, dim)) @ mixing
+    generated = rng.normal(size=(n_gen, dim)) @ mixing * 1.3 + 0.5
+    expected = fvd.frechet_distance(*fvd.gaussian_stats(generated), *fvd.gaussian_stats(reference))
+    assert fvd.fvd(generated, reference) == pytest.approx(expected, rel=1e-6)
+
+
 def test_fvd_needs_two_videos() -> None:
     with pytest.raises(fvd.FvdError, match="at least 2 videos"):
         fvd.fvd(np.zeros((1, 3)), np.zeros((1, 3)))
@@ -93,6 +105,21 @@ def test_bootstrap_difference_is_paired_and_seeded() -> None:
     assert better.diff_ci[1] < 0 < better.baseline_fvd - better.fvd
     assert better.fvd_ci[0] <= better.fvd <= better.fvd_ci[1]
     assert fvd.compare_fvd(close, reference, far, boot) == better  # same seed, same CIs
+
+
+def test_resampled_fvd_is_inflated_and_the_ci_is_recentred() -> None:
+    """Duplicated videos inflate FVD (its small-sample bias): the plain percentile interval
+    lies above the estimate; the recentred one holds it, with the same width."""
+    rng = np.random.default_rng(10)
+    reference = rng.normal(size=(40, 30))
+    generated = reference + rng.normal(scale=0.5, size=reference.shape)
+    boot = BootstrapConfig(n_resamples=300, seed=0)
+    result = fvd.compare_fvd(generated, reference, None, boot)
+    assert result.fvd_shift > 0
+    assert result.fvd_ci[0] <= result.fvd <= result.fvd_ci[1]
+    (low, high), shift = fvd.recentred_ci(1.0, [3.0, 4.0, 5.0], 0.5)
+    assert shift == 3.0 and (low, high) == (0.5, 1.5)
+    assert np.isnan(fvd.recentred_ci(1.0, [], 0.95)[1])
 
 
 # ---------------------------------------------------------------- the detector

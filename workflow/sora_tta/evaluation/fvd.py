@@ -48,9 +48,10 @@ INPUT_SIZE = 224
 DETECTOR_KWARGS = {"rescale": False, "resize": False, "return_features": True}
 FVD_BOOTSTRAP = BootstrapConfig(n_resamples=FVD_BOOTSTRAP_RESAMPLES)
 FVD_COLUMNS = [
-    "role", "method", "n_videos", "fvd", "fvd_ci_low", "fvd_ci_high", "baseline",
-    "baseline_fvd", "diff", "diff_ci_low", "diff_ci_high", "n_resamples", "confidence",
-    "seed", "frames", "input", "feature_dim", "weights", "weights_sha256", "skipped",
+    "role", "method", "n_videos", "fvd", "fvd_ci_low", "fvd_ci_high", "fvd_boot_shift",
+    "baseline", "baseline_fvd", "diff", "diff_ci_low", "diff_ci_high", "diff_boot_shift",
+    "n_resamples", "confidence", "seed", "frames", "input", "feature_dim", "weights",
+    "weights_sha256", "skipped",
 ]  # fmt: skip
 
 
@@ -212,25 +213,72 @@ def frechet_distance(
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
 
 
+def trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
+    """``tr sqrtm(S_a S_b)`` for the covariances (``ddof=1``) of features ``a`` ``(N_a, D)``
+    and ``b`` ``(N_b, D)``, without the ``D x D`` matrix square root.
+
+    With ``A``, ``B`` the centered features, ``S_a S_b = A^T (A B^T B) / c`` has the nonzero
+    eigenvalues of ``(A B^T)(A B^T)^T / c``, ``c = (N_a - 1)(N_b - 1)``: the trace of the
+    root is the sum of the singular values of ``A B^T`` over ``sqrt(c)``, an
+    ``N_a x N_b`` SVD. With more videos than dimensions the same trace comes from the
+    eigenvalues of the symmetric ``S_a^(1/2) S_b S_a^(1/2)``. Both are exact and, unlike
+    ``sqrtm`` of a product of singular covariances, need no regularisation."""
+    a_c, b_c = a - a.mean(axis=0), b - b.mean(axis=0)
+    if max(len(a), len(b)) <= a.shape[1]:
+        singular = scipy.linalg.svdvals(a_c @ b_c.T)
+        return float(singular.sum() / math.sqrt((len(a) - 1) * (len(b) - 1)))
+    s_a, s_b = gaussian_stats(a)[1], gaussian_stats(b)[1]
+    values, vectors = np.linalg.eigh(s_a)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    product = np.linalg.eigvalsh(root @ s_b @ root)
+    return float(np.sqrt(np.clip(product, 0.0, None)).sum())
+
+
 def fvd(generated: np.ndarray, reference: np.ndarray) -> float:
-    """FVD between two feature sets ``(N, D)`` (rows need not correspond)."""
-    return frechet_distance(*gaussian_stats(generated), *gaussian_stats(reference))
+    """FVD between two feature sets ``(N, D)`` (rows need not correspond): the Fréchet
+    distance of their Gaussians, :func:`frechet_distance`'s formula with the trace of the
+    root from :func:`trace_sqrt_product` (same value, 100x faster on 100 videos x 400
+    features, which the bootstrap needs thousands of times)."""
+    for features in (generated, reference):
+        if features.ndim != 2 or len(features) < 2:
+            raise FvdError(f"FVD needs at least 2 videos, got {len(features)}")
+    diff = generated.mean(axis=0) - reference.mean(axis=0)
+    traces = [float(f.var(axis=0, ddof=1).sum()) for f in (generated, reference)]
+    root = trace_sqrt_product(generated, reference)
+    return float(diff @ diff + traces[0] + traces[1] - 2.0 * root)
 
 
 @dataclass(frozen=True)
 class FvdComparison:
-    """FVD of a method and of the baseline on the same videos, with bootstrap CIs."""
+    """FVD of a method (and of the baseline on the same videos) with bootstrap CIs, and how
+    far the resampled values lay from the estimates (``*_shift``, removed from the CIs)."""
 
     fvd: float
     fvd_ci: tuple[float, float]
+    fvd_shift: float
     baseline_fvd: float | None = None
     diff_ci: tuple[float, float] | None = None
+    diff_shift: float | None = None
 
 
-def _percentile_ci(values: Sequence[float], confidence: float) -> tuple[float, float]:
+def recentred_ci(
+    estimate: float, resampled: Sequence[float], confidence: float
+) -> tuple[tuple[float, float], float]:
+    """Percentile bootstrap CI moved by ``estimate - mean(resampled)``, and that shift's
+    opposite (``mean(resampled) - estimate``).
+
+    FVD is biased upward, the more the fewer distinct videos; a resample with replacement
+    holds about 63 % distinct videos, so resampled FVDs lie above the estimate and a plain
+    percentile interval can miss the estimate altogether. The recentred interval keeps the
+    spread of the resampling distribution around the estimate (a CI for FVD at this number
+    of videos, not for its limit with infinitely many)."""
+    values = np.asarray(resampled, dtype=float)
+    if values.size == 0:
+        return (float("nan"), float("nan")), float("nan")
     tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(np.asarray(values), [tail, 100.0 - tail])
-    return float(low), float(high)
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    shift = float(values.mean() - estimate)
+    return (float(low - shift), float(high - shift)), shift
 
 
 def compare_fvd(
@@ -244,7 +292,8 @@ def compare_fvd(
 
     Bootstrap over videos: each resample draws videos with replacement (seeded by
     ``bootstrap.seed``) and recomputes both FVDs on those videos (generated and ground truth
-    alike), so the method and the baseline always see the same resample."""
+    alike), so the method and the baseline always see the same resample; the CIs are
+    :func:`recentred_ci`."""
     n = len(reference)
     if len(method) != n or (baseline is not None and len(baseline) != n):
         raise FvdError("method, baseline and reference features must cover the same videos")
@@ -260,12 +309,11 @@ def compare_fvd(
         values.append(v)
         if baseline is not None:
             diffs.append(v - fvd(baseline[idx], reference[idx]))
-    nan2 = (float("nan"), float("nan"))
-    fvd_ci = _percentile_ci(values, bootstrap.confidence) if values else nan2
-    diff_ci = None
-    if baseline is not None:
-        diff_ci = _percentile_ci(diffs, bootstrap.confidence) if diffs else nan2
-    return FvdComparison(value, fvd_ci, base_value, diff_ci)
+    fvd_ci, fvd_shift = recentred_ci(value, values, bootstrap.confidence)
+    if base_value is None:
+        return FvdComparison(value, fvd_ci, fvd_shift)
+    diff_ci, diff_shift = recentred_ci(value - base_value, diffs, bootstrap.confidence)
+    return FvdComparison(value, fvd_ci, fvd_shift, base_value, diff_ci, diff_shift)
 
 
 # ---------------------------------------------------------------- the study's table
@@ -324,14 +372,16 @@ def fvd_table(
             fvd=result.fvd,
             fvd_ci_low=result.fvd_ci[0],
             fvd_ci_high=result.fvd_ci[1],
+            fvd_boot_shift=result.fvd_shift,
             feature_dim=ref.shape[1],
         )
-        if base is not None and result.diff_ci is not None:
+        if result.baseline_fvd is not None and result.diff_ci is not None:
             row.update(
                 baseline_fvd=result.baseline_fvd,
-                diff=result.fvd - float(result.baseline_fvd),
+                diff=result.fvd - result.baseline_fvd,
                 diff_ci_low=result.diff_ci[0],
                 diff_ci_high=result.diff_ci[1],
+                diff_boot_shift=result.diff_shift,
             )
         if len(s.videos) <= ref.shape[1]:
             log.warning(
