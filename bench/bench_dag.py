@@ -75,15 +75,17 @@ def build_scratch(
     for video, name, _ in entries:
         (ucf / name).mkdir(parents=True, exist_ok=True)
         (ucf / name / f"{video}.avi").touch()
+    from sora_tta.layout import CLIP_DIR, MMDIT_FILE, T5_DIR, VAE_FILE
+
     for path in (
-        "Open_Sora_v2.safetensors",
-        "hunyuan_vae.safetensors",
-        "google/t5-v1_1-xxl/config.json",
-        "google/t5-v1_1-xxl/model.safetensors",
-        "google/t5-v1_1-xxl/spiece.model",
-        "openai/clip-vit-large-patch14/config.json",
-        "openai/clip-vit-large-patch14/model.safetensors",
-        "openai/clip-vit-large-patch14/tokenizer.json",
+        MMDIT_FILE,
+        VAE_FILE,
+        f"{T5_DIR}/config.json",
+        f"{T5_DIR}/model.safetensors",
+        f"{T5_DIR}/spiece.model",
+        f"{CLIP_DIR}/config.json",
+        f"{CLIP_DIR}/model.safetensors",
+        f"{CLIP_DIR}/tokenizer.json",
     ):
         (ckpts / path).parent.mkdir(parents=True, exist_ok=True)
         (ckpts / path).touch()

@@ -321,9 +321,10 @@ def bench_vae(args: argparse.Namespace, device: torch.device) -> list[Timing]:
 
 def bench_checkpoint_load(model: MMDiT, folder: Path, device: torch.device) -> Timing:
     """Write ``model`` as an official-format checkpoint once, then time ``load_mmdit``."""
+    from sora_tta.layout import MMDIT_FILE
     from sora_tta.models.loader import load_mmdit, save_mmdit
 
-    path = folder / "Open_Sora_v2.safetensors"
+    path = folder / MMDIT_FILE
     begin = time.perf_counter()
     save_mmdit(model, path)
     written = time.perf_counter() - begin

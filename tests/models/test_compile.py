@@ -49,7 +49,7 @@ def test_auto_on_cpu_runs_eager(sampling_case) -> None:
 
 
 def _compiled_vs_eager(bundle, sample, backend: str) -> tuple[float, dict]:
-    spec = lora.LoraSpec(rank=4, alpha=8.0, targets="attn")
+    spec = lora.LoraSpec(rank=4, alpha=8.0, targets="attn+fused")
     with lora.lora_adapters(bundle.mmdit, spec, torch.Generator().manual_seed(0)):
         for name, param in bundle.mmdit.named_parameters():
             if "lora_B" in name:  # peft starts B at zero: make the adapters matter

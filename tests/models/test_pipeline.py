@@ -11,6 +11,7 @@ import torch
 
 from sora_tta.cli import main
 from sora_tta.data.video import read_frames
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.models.commands import synthetic_clip
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
@@ -36,7 +37,7 @@ def embeddings(checkpoint_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_layout_paths(tmp_path: Path) -> None:
-    layout = pipeline.CheckpointLayout(tmp_path)
+    layout = CheckpointLayout(tmp_path)
     assert layout.mmdit == tmp_path / "Open_Sora_v2.safetensors"
     assert layout.vae == tmp_path / "hunyuan_vae.safetensors"
     assert layout.t5 == tmp_path / "google" / "t5-v1_1-xxl"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sora_tta.models.pipeline import CheckpointLayout
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.text import (
     NEGATIVE_PROMPT,
     PromptEmbeddingError,

@@ -10,8 +10,8 @@ import torch
 
 from sora_tta.data.captions import class_to_action
 from sora_tta.data.ucf101 import CLASS_NAMES
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import load_mmdit
-from sora_tta.models.pipeline import CheckpointLayout
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, load_text_encoders
 from sora_tta.models.tiny import (
     FAMILY_FILE,

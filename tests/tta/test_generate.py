@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from sora_tta.data.video import read_frames
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.tta import generate as gen
 from sora_tta.tta.adapt import AdaptConfig
@@ -303,7 +304,7 @@ def test_resume_identity_hashes_inputs(request_for, tmp_path) -> None:
         gen.resume_identity(swapped, [1, 16, 9, 4, 6])["prompt_sha256"]
         != (identity["prompt_sha256"])
     )
-    vae = pipeline.CheckpointLayout(request.checkpoint_dir).vae
+    vae = CheckpointLayout(request.checkpoint_dir).vae
     copy = tmp_path / "vae.safetensors"
     shutil.copyfile(vae, copy)
     assert gen.checkpoint_fingerprint(copy) == gen.checkpoint_fingerprint(vae)

@@ -4,42 +4,19 @@ validation videos only, and its tables keep the headline (final variants on test
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import DEMO_CONFIG, DEMO_TIMEOUT, snakemake
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def split_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo configuration on a synthetic set with two groups per class (group 1 in
-    testlist01, group 2 in trainlist01) and a validation selection from trainlist01."""
-    root = tmp_path_factory.mktemp("split")
-    data = root / "ucf"
-    subprocess.run(
-        [Path(sys.executable).parent / "sora-tta", "make-synthetic-ucf101", str(data),
-         "--classes", "3", "--per-class", "2", "--clips-per-group", "1", "--frames", "48",
-         "--no-broken"],
-        check=True,
-    )  # fmt: skip
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["data"] = {
-        "ucf_root": str(data / "UCF-101"),
-        "splits_dir": str(data / "ucfTrainTestlist"),
-    }
-    config["selection"]["validation"] = {"subset": "train", "max_per_group": 1}
-    path = root / "split.yaml"
-    path.write_text(yaml.safe_dump(config))
-    workdir = root / "run"
-    workdir.mkdir()
-    snakemake(workdir, "--cores", "2", "--configfile", str(path), timeout=DEMO_TIMEOUT)
-    return workdir
+@pytest.fixture
+def split_run(demo_run: Path) -> Path:
+    """The demo: two groups per class (group 1 in testlist01, group 2 in trainlist01) and a
+    validation selection from trainlist01; r4-continue is final, the controls exploratory."""
+    return demo_run
 
 
 def test_exploratory_variants_never_see_a_test_video(split_run: Path) -> None:
@@ -51,12 +28,14 @@ def test_exploratory_variants_never_see_a_test_video(split_run: Path) -> None:
     assert all(r["group"] == ("1" if r["role"] == "test" else "2") for r in rows), rows
     methods = sorted(p.name for p in (split_run / "results" / "generations").iterdir())
     (final,) = [m for m in methods if m.startswith("r4-continue-")]
-    (explore,) = [m for m in methods if m.startswith("obj-mixed-")]
+    explore = [m for m in methods if m.startswith(("cross-video-", "published-objective-"))]
+    assert len(explore) == 2
     generated = {
         m: {p.name for p in (split_run / "results" / "generations" / m).iterdir()} for m in methods
     }
     assert generated["baseline"] == generated[final] == set(roles)
-    assert generated[explore] == {v for v, role in roles.items() if role == "validation"}
+    for method in explore:
+        assert generated[method] == {v for v, role in roles.items() if role == "validation"}
 
 
 def test_headline_and_exploratory_tables(split_run: Path) -> None:
@@ -65,9 +44,16 @@ def test_headline_and_exploratory_tables(split_run: Path) -> None:
     assert len(set(paired.method)) == 1 and paired.method.iloc[0].startswith("r4-continue-")
     assert (paired.n_shared_videos == 3).all()
     validation = pd.read_csv(agg / "validation_paired.csv")
-    assert {m.split("-")[0] for m in validation.method} == {"r4", "obj"}
+    assert {m.rsplit("-", 1)[0] for m in validation.method} == {
+        "r4-continue",
+        "cross-video",
+        "published-objective",
+    }
     assert set(validation.verdict) == {"not tested"} and (validation.n_shared_videos == 3).all()
     text = (agg / "summary.md").read_text()
     assert "**Exploratory**: every variant on the validation selection (3 videos" in text
     assert "## Exploratory: every variant vs baseline on the validation selection" in text
     assert (split_run / "results" / "report" / "validation_paired.html").is_file()
+    assert "## Guidance branches moved by adaptation" in text  # every variant's branches
+    branches = pd.read_csv(agg / "branches.csv")
+    assert set(branches.branch) == {"prompt+cond", "negative+cond", "negative+zero", "guided"}

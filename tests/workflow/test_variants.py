@@ -238,3 +238,17 @@ def test_cross_video_donors_are_a_seeded_derangement_across_classes() -> None:
     with pytest.raises(ValueError, match="at most half"):
         V.cross_video_donors([("a", "X"), ("b", "X"), ("c", "Y")], seed=0)
     assert V.cross_video_donors([("a", "X"), ("b", "Y")], seed=3) == {"a": "b", "b": "a"}
+
+
+def test_cross_video_donors_stay_within_their_selection() -> None:
+    videos = [(f"{role}{c}{i}", c, role) for role in ("test", "validation") for c in "XYZ"
+              for i in (1, 2) if (role, i) != ("validation", 2)]  # fmt: skip
+    donors = V.cross_video_donors_by_role(videos, seed=0)
+    role = {v: r for v, _, r in videos}
+    classes = {v: c for v, c, _ in videos}
+    assert set(donors) == set(role)
+    assert all(role[d] == role[v] and classes[d] != classes[v] for v, d in donors.items())
+    test_only = [(v, c) for v, c, r in videos if r == "test"]
+    assert {v: donors[v] for v, _ in test_only} == V.cross_video_donors(test_only, seed=0)
+    with pytest.raises(ValueError, match="validation videos: "):
+        V.cross_video_donors_by_role([("a", "X", "validation"), ("b", "X", "validation")], 0)

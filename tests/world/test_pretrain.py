@@ -11,8 +11,9 @@ import torch
 
 from sora_tta import cli
 from sora_tta.io import read_json
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.mmdit import mmdit_config
-from sora_tta.models.pipeline import CheckpointLayout, load_models, load_text_encoders_from
+from sora_tta.models.pipeline import load_models, load_text_encoders_from
 from sora_tta.models.vae import vae_config
 from sora_tta.world.pretrain import (
     I2V_HEAD,

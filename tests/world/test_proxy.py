@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 from sora_tta.io import read_json
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import load_mmdit
 from sora_tta.models.mmdit import mmdit_config
-from sora_tta.models.pipeline import CheckpointLayout, load_text_encoders_from
+from sora_tta.models.pipeline import load_text_encoders_from
 from sora_tta.models.vae import load_vae
 from sora_tta.world.pretrain import PROXY_FILE
 from sora_tta.world.proxy import proxy_checkpoint_dir

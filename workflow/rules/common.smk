@@ -113,6 +113,7 @@ REPORT_PAGES = [
     "per_type",
     "validation_paired",
     "cost",
+    "branches",
     "failures",
     "fvd",
     "methods",
@@ -275,9 +276,11 @@ class ManifestIndex:
         """The video whose clip the cross-video control adapts on for ``video``: a fixed
         derangement from generation.seed with donors of another class."""
         if self._donors is None:
-            pairs = [(v, self.rows[v]["class_name"]) for v in self.usable]
+            rows = [
+                (v, self.rows[v]["class_name"], self.rows[v]["role"]) for v in self.usable
+            ]
             seed = config["generation"]["seed"]
-            self._donors = variant_lib.cross_video_donors(pairs, seed)
+            self._donors = variant_lib.cross_video_donors_by_role(rows, seed)
         self.usable_row(video)
         return self._donors[video]
 

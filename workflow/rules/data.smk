@@ -13,12 +13,14 @@ if DATA.synthetic_out:
         params:
             classes=config["data"]["synthetic"]["classes"],
             per_class=config["data"]["synthetic"]["per_class"],
+            clips_per_group=config["data"]["synthetic"]["clips_per_group"],
             frames=config["data"]["synthetic"]["frames"],
             seed=config["data"]["synthetic"]["seed"],
             broken="" if config["data"]["synthetic"]["broken"] else "--no-broken",
         shell:
             "sora-tta make-synthetic-ucf101 {output:q} --classes {params.classes}"
-            " --per-class {params.per_class} --frames {params.frames} --seed {params.seed}"
+            " --per-class {params.per_class} --clips-per-group {params.clips_per_group}"
+            " --frames {params.frames} --seed {params.seed}"
             " {params.broken} > {log} 2>&1"
 
 

@@ -31,8 +31,8 @@ rule evaluate:
 # loss.csv: they come from the same jobs as the videos the metrics need, so depending on
 # every metrics file covers them (and saves 50,000 file lookups in the full-size DAG).
 rule aggregate:
-    """Long, summary, paired (Holm-adjusted family), per-class, per-action-type and cost
-    tables over every usable video and method."""
+    """Long, summary, paired (Holm-adjusted family), per-class, per-action-type, cost,
+    guidance-branch and failure tables over every usable video and method."""
     input:
         metrics=all_metrics,
         manifest=MANIFEST,
@@ -42,6 +42,7 @@ rule aggregate:
         per_class=f"{AGGREGATE_DIR}/per_class.csv",
         per_type=f"{AGGREGATE_DIR}/per_type.csv",
         cost=f"{AGGREGATE_DIR}/cost.csv",
+        branches=f"{AGGREGATE_DIR}/branches.csv",
         failures=f"{AGGREGATE_DIR}/failures.csv",
         validation_summary=f"{AGGREGATE_DIR}/validation_summary.csv",
         validation_paired=f"{AGGREGATE_DIR}/validation_paired.csv",

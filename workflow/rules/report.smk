@@ -12,6 +12,7 @@ TABLE_PAGES = {
     "per_type": "Final variants vs the baseline per UCF-101 action type (paired)",
     "validation_paired": "Exploratory: every variant vs the baseline on the validation videos",
     "cost": "Cost per video: predicted (sora-tta plan) and measured",
+    "branches": "Guidance branches moved by adaptation (first sampling step)",
     "failures": "Failed generations (left out of the tables)",
     "fvd": "FVD (optional, I3D): each method vs the ground truth, each variant minus the baseline",
     "methods": "Methods and their parameters",
@@ -55,6 +56,7 @@ rule report_pages:
         per_type=f"{AGGREGATE_DIR}/per_type.csv",
         validation_paired=f"{AGGREGATE_DIR}/validation_paired.csv",
         cost=f"{AGGREGATE_DIR}/cost_vs_plan.csv",
+        branches=f"{AGGREGATE_DIR}/branches.csv",
         failures=f"{AGGREGATE_DIR}/failures.csv",
         fvd=rules.fvd.output[0],
         methods=f"{RESULTS}/methods/methods.tsv",
@@ -96,6 +98,12 @@ rule report_pages:
             caption="../report/cost.rst",
             category="Tables",
             labels={"table": "cost"},
+        ),
+        branches=report(
+            f"{REPORT_DIR}/branches.html",
+            caption="../report/branches.rst",
+            category="Tables",
+            labels={"table": "guidance branches"},
         ),
         failures=report(
             f"{REPORT_DIR}/failures.html",

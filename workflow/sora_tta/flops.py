@@ -75,6 +75,10 @@ def per_sample_linear_flops(config: MMDiTConfig) -> int:
     return embed + modulation + _linear(h, 2 * h)
 
 
+#: The LoRA target presets of ``sora_tta.tta.lora`` whose FLOPs are modelled here.
+LORA_PRESETS = ("attn-only", "attn+fused", "attn+fused+mlp")
+
+
 def lora_flops_per_token(config: MMDiTConfig, rank: int, targets: str) -> tuple[int, int]:
     """Forward FLOPs per image and per text token of LoRA adapters of ``rank`` on a preset."""
     h = config.hidden_size
@@ -83,9 +87,10 @@ def lora_flops_per_token(config: MMDiTConfig, rank: int, targets: str) -> tuple[
     def adapter(fan_in: int, fan_out: int) -> int:
         return 2 * rank * (fan_in + fan_out)
 
-    presets = ("attn-only", "attn+fused", "attn+fused+mlp")
-    if targets not in presets:
-        raise ValueError(f"FLOPs are modelled for the presets {list(presets)}, not {targets!r}")
+    if targets not in LORA_PRESETS:
+        raise ValueError(
+            f"FLOPs are modelled for the presets {list(LORA_PRESETS)}, not {targets!r}"
+        )
     stream = 4 * adapter(h, h)
     if targets == "attn+fused+mlp":
         stream += adapter(h, mlp) + adapter(mlp, h)

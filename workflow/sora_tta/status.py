@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sora_tta.io import write_text_atomic
+from sora_tta.variants import BASELINE
 
-BASELINE = "baseline"
 STATES = ("done", "failed", "pending", "excluded")
 #: Everything under the workflow directory that this module reads (the workflow's layout).
 RESULTS = "results"

@@ -376,6 +376,22 @@ def cross_video_donors(videos: Sequence[tuple[str, str]], seed: int) -> dict[str
     return {video: order[(i + largest) % len(order)] for i, video in enumerate(order)}
 
 
+def cross_video_donors_by_role(videos: Sequence[tuple[str, str, str]], seed: int) -> dict[str, str]:
+    """:func:`cross_video_donors` within each selection: ``videos`` are ``(video_id,
+    class_name, role)``; a validation video's donor is a validation video and a test video's
+    a test video, so exploration on validation never adapts on a test clip."""
+    roles: dict[str, list[tuple[str, str]]] = {}
+    for video, class_name, role in videos:
+        roles.setdefault(role, []).append((video, class_name))
+    donors: dict[str, str] = {}
+    for role, members in sorted(roles.items()):
+        try:
+            donors.update(cross_video_donors(members, seed))
+        except ValueError as err:
+            raise ValueError(f"{role} videos: {err}") from err
+    return donors
+
+
 def method_ids(variants: Iterable[Variant]) -> list[str]:
     """``baseline`` followed by the method id of every variant."""
     return [BASELINE, *(v.method_id for v in variants)]

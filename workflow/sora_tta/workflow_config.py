@@ -25,16 +25,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sora_tta.layout import CLIP_DIR, MMDIT_FILE, T5_DIR, VAE_FILE
 from sora_tta.models.compile import compile_mode
 from sora_tta.variants import kinds_from_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 #: Layout of a checkpoint folder (the real ``ckpts/`` and the tiny family alike).
-MMDIT_FILE = "Open_Sora_v2.safetensors"
-VAE_FILE = "hunyuan_vae.safetensors"
-T5_DIR = "google/t5-v1_1-xxl"
-CLIP_DIR = "openai/clip-vit-large-patch14"
 TINY_FAMILY_FILE = "tiny_family.json"
 #: Any one of these holds a Hugging Face model's weights.
 HF_WEIGHT_FILES = (

@@ -51,7 +51,7 @@ class StepFigures:
     sample_step_lora_s: float
     txt_tokens: int = 512
     rank: int = 16
-    targets: str = "attn"
+    targets: str = "attn+fused"
     sample_step_base_compiled_s: float | None = None
     sample_step_lora_compiled_s: float | None = None
     vae_encode_s: float | None = None
@@ -159,7 +159,7 @@ def import_bench_json(
         width=int(width),
         txt_tokens=int(report.get("txt_tokens", 512)),
         rank=int(report.get("rank", 16)),
-        targets=str(report.get("targets", "attn")),
+        targets=str(report.get("targets", "attn+fused")),
         adapt_step_s=float(_fastest(eager, "adapt_step") or 0.0),
         sample_step_base_s=eager["sample_step_base"],
         sample_step_lora_s=float(_fastest(eager, "sample_step_lora") or 0.0),

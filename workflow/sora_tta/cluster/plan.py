@@ -126,12 +126,12 @@ class StepShape:
     batch: int
     backward: bool
     rank: int = 0
-    targets: str = "attn"
+    targets: str = "attn+fused"
 
 
 def step_flops(figures: StepFigures, shape: StepShape) -> float:
     """FLOPs of one step of ``figures``' model preset at ``shape``."""
-    from sora_tta.flops import mmdit_flops
+    from sora_tta.flops import LORA_PRESETS, mmdit_flops
     from sora_tta.models.mmdit import mmdit_config
 
     tokens = shape.frames * (shape.height // 16) * (shape.width // 16)
@@ -142,7 +142,7 @@ def step_flops(figures: StepFigures, shape: StepShape) -> float:
         txt_tokens=figures.txt_tokens,
         backward=shape.backward,
         lora_rank=shape.rank,
-        lora_targets=shape.targets if shape.targets in ("attn", "attn+mlp") else "attn",
+        lora_targets=shape.targets if shape.targets in LORA_PRESETS else "attn+fused",
     ).total
 
 
@@ -192,7 +192,7 @@ def method_cost(
         / VAE_DECODE_LATENT_FRAMES,
     }
     steps = 0
-    rank, targets = 0, "attn"
+    rank, targets = 0, "attn+fused"
     if adapt is not None:
         steps, rank, targets = int(adapt["steps"]), int(adapt["rank"]), str(adapt["targets"])
         draws = int(adapt.get("draws_per_step", 1))

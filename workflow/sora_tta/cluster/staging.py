@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sora_tta.models.pipeline import CheckpointLayout
+from sora_tta.layout import CheckpointLayout
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sora_tta.data.manifest import ROLE_TEST, ROLE_VALIDATION, method_runs_on
+from sora_tta.evaluation.branches import branch_table, branches_markdown
 from sora_tta.evaluation.cost import cost_table
 from sora_tta.evaluation.failures import (
     DROPPED_COLUMNS,
@@ -45,7 +46,7 @@ from sora_tta.io import atomic_path, write_text_atomic
 
 OUTPUT_FILES = (
     "long.csv", "summary.csv", "paired.csv", "per_class.csv", "per_type.csv", "cost.csv",
-    "failures.csv", "validation_summary.csv", "validation_paired.csv", "summary.md",
+    "branches.csv", "failures.csv", "validation_summary.csv", "validation_paired.csv", "summary.md",
 )  # fmt: skip
 #: ``paired.csv``: the paired statistics with the declared family, and the pairs lost to
 #: failed generations.
@@ -174,11 +175,13 @@ def run_aggregate(
         long, config.variants, config.baseline, config.statistics, config.bootstrap
     )
     cost = cost_table(all_long, generations_dir, full_config)
+    branches = branch_table(all_long, generations_dir, full_config)
     text = summary_markdown(
         long, summary, paired, per_class, cost, config, expected, per_type,
         validation=(val_paired, n_validation, full_config.variants),
     )  # fmt: skip
     text += failures_markdown(failures, full_config.methods, dropped)
+    text += branches_markdown(branches)
     out = Path(out_dir)
     paths = {name: out / name for name in OUTPUT_FILES}
     for name, table in (
@@ -188,6 +191,7 @@ def run_aggregate(
         ("per_class.csv", per_class),
         ("per_type.csv", per_type),
         ("cost.csv", cost),
+        ("branches.csv", branches),
         ("failures.csv", failures),
         ("validation_summary.csv", val_summary),
         ("validation_paired.csv", val_paired),

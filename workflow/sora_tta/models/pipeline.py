@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import load_mmdit
 from sora_tta.models.mmdit import MMDiT
 from sora_tta.models.text import TextEncoders, load_text_encoders
@@ -36,36 +37,6 @@ NUM_COND_FRAMES = 33
 
 class PipelineError(RuntimeError):
     """A generation step produced an unusable result (wrong frame count, non-finite values)."""
-
-
-@dataclass(frozen=True)
-class CheckpointLayout:
-    """Paths of the official checkpoint folder layout (the real ``ckpts/`` and the tiny family)."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    @property
-    def mmdit(self) -> Path:
-        """The diffusion transformer."""
-        return self.root / "Open_Sora_v2.safetensors"
-
-    @property
-    def vae(self) -> Path:
-        """The video autoencoder."""
-        return self.root / "hunyuan_vae.safetensors"
-
-    @property
-    def t5(self) -> Path:
-        """The T5 text-encoder folder."""
-        return self.root / "google" / "t5-v1_1-xxl"
-
-    @property
-    def clip(self) -> Path:
-        """The CLIP text-encoder folder."""
-        return self.root / "openai" / "clip-vit-large-patch14"
 
 
 @dataclass

@@ -38,9 +38,9 @@ from typing import Any
 import torch
 
 from sora_tta.io import write_json_atomic
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import save_mmdit
 from sora_tta.models.mmdit import MMDiT, MMDiTConfig, mmdit_config
-from sora_tta.models.pipeline import CheckpointLayout
 from sora_tta.models.text import CLIP_MAX_LENGTH, T5_MAX_LENGTH, quiet_transformers
 from sora_tta.models.vae import build_autoencoder, save_vae, vae_config
 

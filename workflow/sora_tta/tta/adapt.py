@@ -36,6 +36,7 @@ from torch import nn
 
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora, objective
+from sora_tta.variants import NON_RESULT_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ LR_SCHEDULES = ("constant", "cosine")
 #: different class (the cross-video control: same recipe, no video-specific information).
 SELF, CROSS_VIDEO = "self", "cross-video"
 ADAPT_ON = (SELF, CROSS_VIDEO)
-
-#: Fields of :class:`AdaptConfig` that do not change the result (excluded from the identity
-#: a resume state must match).
-_NON_RESULT_FIELDS = ("checkpoint_every",)
 
 
 @dataclass
@@ -94,7 +91,7 @@ class AdaptConfig:
     text_dropout: float = objective.REFERENCE_TEXT_DROPOUT
     cond_dropout: float = 0.5
     adapt_on: str = SELF
-    checkpoint_every: int = 50
+    checkpoint_every: int = 25
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -163,7 +160,7 @@ class AdaptConfig:
 
     def result_hash(self) -> str:
         """Hash of the fields that determine the adapter (not e.g. the checkpoint interval)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in _NON_RESULT_FIELDS}
+        data = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
         return stable_hash(data)
 
 

@@ -42,6 +42,7 @@ from sora_tta import progress
 from sora_tta.data.video import read_frames, write_lossless
 from sora_tta.devices import resolve_device, resolve_dtype
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.models.compile import run_compiled
 from sora_tta.models.text import load_prompt_embedding
@@ -61,6 +62,7 @@ from sora_tta.tta.adapt import (
 )
 from sora_tta.tta.branches import branch_movement
 from sora_tta.tta.objective import AdaptationTarget, condition_lengths
+from sora_tta.variants import BASELINE
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,6 @@ ADAPTER_FILE = "adapter.safetensors"
 FAILURE_FILE = "failure.json"
 FINAL_OUTPUTS = (VIDEO_FILE, META_FILE, LOSS_FILE, ADAPTER_FILE)
 LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "cond_frames", "branch", "grad_norm", "seconds")
-BASELINE = "baseline"
 #: ``meta.json`` ``outcome``: a video, or a deterministic failure recorded in its place.
 OUTCOME_OK, OUTCOME_FAILED = "ok", "failed"
 #: What a baseline job does on a preemption signal (it has no state worth keeping).
@@ -547,7 +548,7 @@ def resume_identity(request: GenerateRequest, latent_shape: list[int]) -> dict[s
     """What a resume state must match to be resumed: the adaptation settings, seed, video,
     method, latent shape, and hashes of the clip, both prompt embeddings and the checkpoints
     (a state written before re-preprocessing or new weights is never resumed)."""
-    layout = pipeline.CheckpointLayout(request.checkpoint_dir)
+    layout = CheckpointLayout(request.checkpoint_dir)
     assert request.adapt is not None
     return {
         "adapt": request.adapt.result_hash(),

@@ -1,7 +1,7 @@
 """Pretrain tiny proxy models on the ``pretrain`` world, on the CPU, in the official formats.
 
 ``pretrain_proxy(out, config)`` writes a checkpoint folder with the file names of the tiny
-family (:class:`~sora_tta.models.pipeline.CheckpointLayout`) plus ``proxy.json``:
+family (:class:`~sora_tta.layout.CheckpointLayout`) plus ``proxy.json``:
 
 1. the tiny family's T5 and CLIP text encoders (random, seeded, as ``make-tiny-checkpoints``);
 2. a HunyuanVideo-architecture VAE (:func:`proxy_vae_config`) trained as an autoencoder on short
@@ -40,9 +40,10 @@ import torch
 
 from sora_tta import sampling
 from sora_tta.io import write_json_atomic
+from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import save_mmdit
 from sora_tta.models.mmdit import MMDiT, MMDiTConfig, mmdit_config
-from sora_tta.models.pipeline import CheckpointLayout, frames_to_tensor
+from sora_tta.models.pipeline import frames_to_tensor
 from sora_tta.models.tiny import init_mmdit, make_tiny_checkpoints
 from sora_tta.models.vae import (
     VAEConfig,
