@@ -277,7 +277,8 @@ class ManifestIndex:
         derangement from generation.seed with donors of another class."""
         if self._donors is None:
             rows = [
-                (v, self.rows[v]["class_name"], self.rows[v]["role"]) for v in self.usable
+                (v, self.rows[v]["class_name"], self.rows[v]["role"])
+                for v in self.usable
             ]
             seed = config["generation"]["seed"]
             self._donors = variant_lib.cross_video_donors_by_role(rows, seed)
