@@ -14,7 +14,7 @@ Which configuration: the one given with --configfile (the SLURM profile installe
 DAG: raw UCF-101 + split lists -> manifest (checkpoint) -> one clip per usable video ->
 prompt embeddings (once per distinct prompt) -> one baseline generation per video and one
 TTA generation per (video, variant) -> one evaluation per (method, class), one record per
-(video, method) -> aggregate tables -> figures -> report.
+(video, method) -> aggregate tables (and the optional FVD table) -> figures -> report.
 """
 
 import os

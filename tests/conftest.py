@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "reference"
@@ -37,3 +38,59 @@ def tiny_ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_ckpts")
     make_tiny_checkpoints(out, seed=0)
     return out
+
+
+I3D_STANDIN_FEATURES = 8
+
+
+class _TinyI3D(torch.nn.Module):
+    """Stand-in with the TorchScript I3D's interface: refuses inputs the real call convention
+    would not give (not (B, 3, T, 224, 224), or outside [-1, 1] without ``rescale``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv3d(
+            3, I3D_STANDIN_FEATURES, kernel_size=(4, 16, 16), stride=(4, 16, 16)
+        )
+        self.head = torch.nn.Linear(I3D_STANDIN_FEATURES, 5)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rescale: bool = True,
+        resize: bool = True,
+        return_features: bool = False,
+    ) -> torch.Tensor:
+        if rescale:
+            x = x / 127.5 - 1.0
+        if resize:
+            raise RuntimeError("resize is not implemented by this stand-in")
+        if x.dim() != 5 or x.shape[1] != 3 or x.shape[3] != 224 or x.shape[4] != 224:
+            raise RuntimeError("expected (B, 3, T, 224, 224)")
+        if bool(x.min() < -1.0) or bool(x.max() > 1.0):
+            raise RuntimeError("expected values in [-1, 1]")
+        features = torch.tanh(self.conv(x)).mean(dim=(2, 3, 4)) * 10.0
+        if return_features:
+            return features
+        return torch.softmax(self.head(features), dim=1)
+
+
+@pytest.fixture(scope="session")
+def i3d_standin(tmp_path_factory: pytest.TempPathFactory):
+    """``save(path)``: write a stand-in of the FVD detector ``i3d_torchscript.pt`` (a
+    TorchScript module with its call signature and input checks, 8 features instead of
+    400, seeded) with ``torch.jit.save`` and return ``path``; ``save.folder`` is a scratch
+    folder for it. The real weights cannot be downloaded in the tests."""
+    import warnings
+
+    def save(path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():  # torch.jit is deprecated; the weights are TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(torch.jit.script(_TinyI3D().eval()), str(path))
+        return path
+
+    save.folder = tmp_path_factory.mktemp("i3d")
+    return save

@@ -182,7 +182,8 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
     )
     assert failed.returncode != 0
     ran = executed_rules(failed.output)
-    assert ran == {"generate_baseline": 1, "generate_tta": len(methods) - 1}, ran
+    # fvd: without weights it reads no generation, and its table went with aggregate/
+    assert ran == {"generate_baseline": 1, "generate_tta": len(methods) - 1, "fvd": 1}, ran
     assert digest_tree(demo_copy / "results" / "generations") == others
     assert digest_tree(demo_copy / "results" / "metrics") == other_metrics
     log = (demo_copy / f"results/logs/generate_baseline/{victim}.log").read_text()
@@ -196,10 +197,11 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
         "generate_tta": len(methods) - 1,
         "evaluate": len(methods),
         "aggregate": 1,
+        "fvd": 1,  # its table went with aggregate/
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(methods) + 4,
+        "total": 2 * len(methods) + 5,
     }
     per_video = [b for b in job_blocks(result.output) if "video" in wildcards_of(b)]
     assert per_video and all(wildcards_of(b)["video"] == victim for b in per_video)
@@ -288,10 +290,11 @@ def test_adding_a_variant_adds_only_its_jobs(demo_copy, tmp_path):
         "evaluate": len(videos),
         "methods_table": 1,
         "aggregate": 1,
+        "fvd": 1,  # one row per method
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(videos) + 6,
+        "total": 2 * len(videos) + 7,
     }
 
 

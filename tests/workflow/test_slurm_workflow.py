@@ -29,7 +29,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 #: Hard limit of the whole SLURM run (the demo takes a few minutes on 2 CPUs).
 TIMEOUT = 1800
-LOCAL_RULES = {"all", "preflight", "method_config", "methods_table", "report_pages", "smoke"}
+# fvd: local without evaluation.fvd_weights (as in the demo)
+LOCAL_RULES = {"all", "preflight", "method_config", "methods_table", "report_pages", "smoke", "fvd"}
 
 
 def slurm_unavailable() -> str | None:

@@ -102,6 +102,7 @@ def mutate(path: str, value):
         ("statistics.alpha", 1.5, "statistics.alpha: 1.5 is greater than or equal"),
         ("selection.expected_size", "320", "selection.expected_size: '320' does not match"),
         ("evaluation.lpips_backbone", "vgg", "evaluation.lpips_backbone: 'vgg' is not one of"),
+        ("evaluation.fvd_weights", 3, "evaluation.fvd_weights: 3 is not of type"),
         ("data.ucf_root", KeyError, "data.ucf_root: required (or set data.synthetic"),
         ("resources", {"gpu": 1}, "resources: per-rule threads, memory, runtime and GPUs"),
         ("adapt.rnak", 8, "adapt: unknown key(s) 'rnak'; valid keys: adapt_on, alpha, betas"),
@@ -237,6 +238,29 @@ def test_preflight_passes_when_everything_exists(tmp_path):
     assert [r.what for r in missing] == ["CLIP text encoder tokenizer"]
 
 
+def test_preflight_checks_the_fvd_weights_only_when_set(tmp_path):
+    """FVD is optional: no weights is no requirement; set weights must exist."""
+    config = real_config(tmp_path)
+    validate_with_defaults(config)
+    assert config["evaluation"]["fvd_weights"] is None
+    unset = wc.required_files(config, lpips_path=lambda: "unused")
+    assert not any("FVD" in r.what for r in unset)
+    weights = tmp_path / "ckpts" / "i3d_torchscript.pt"
+    config["evaluation"]["fvd_weights"] = str(weights)
+    reqs = wc.required_files(config, lpips_path=lambda: "unused")
+    (fvd,) = [r for r in reqs if "FVD" in r.what]
+    assert fvd.describe() == f"FVD I3D weights (evaluation.fvd_weights): {weights}"
+    message = wc.preflight_message(wc.missing_requirements([fvd]), "config/config.yaml")
+    assert str(weights) in message
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"x")
+    assert wc.missing_requirements([fvd]) == []
+    # the smoke target needs no metric weights
+    smoke = wc.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
+    assert not any("FVD" in r.what for r in smoke)
+    assert wc.fvd_options(config).startswith(f"--weights {weights}")
+
+
 def test_preflight_scopes_and_demo(tmp_path):
     config = real_config(tmp_path)
     smoke = wc.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
@@ -286,6 +310,7 @@ def test_check_smoke_clips(tmp_path):
         (wc.generate_options, "generate"),
         (wc.evaluate_options, "evaluate"),
         (wc.manifest_options, "manifest"),
+        (wc.fvd_options, "fvd"),
     ],
 )
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
@@ -309,6 +334,10 @@ def test_option_strings_are_accepted_by_the_commands(builder, command, name):
             "--class-name", "C", "--out", "o.json",
         ],
         "manifest": ["--ucf-root", "u", "--splits-dir", "s", "--out", "m.csv"],
+        "fvd": [
+            "--generations-dir", "g", "--clips-dir", "c", "--manifest", "m.csv",
+            "--methods", "baseline", "--out", "fvd.csv",
+        ],
     }[command]  # fmt: skip
     args = build_parser().parse_args([command, *required, *shlex.split(builder(config))])
     if command == "generate":
@@ -317,6 +346,10 @@ def test_option_strings_are_accepted_by_the_commands(builder, command, name):
     if command == "evaluate":
         assert args.lpips_backbone == config["evaluation"]["lpips_backbone"]
         assert args.context_frames == config["sampling"]["num_cond_frames"]
+    if command == "fvd":
+        assert args.weights == config["evaluation"]["fvd_weights"]  # null: FVD skipped
+        assert args.context_frames == config["sampling"]["num_cond_frames"]
+        assert args.seed == config["aggregate"]["seed"]
     if command == "preprocess":
         assert (args.height, args.width) == (
             config["sampling"]["height"],

@@ -19,6 +19,7 @@ from snakemake.utils import validate
 try:
     from sora_tta import variants as variant_lib
     from sora_tta import workflow_config as wc
+    from sora_tta.evaluation.definitions import FVD_FILE
     from sora_tta.io import write_json_atomic, write_text_atomic
 except ImportError as err:  # the package is the workflow's only software dependency
     raise WorkflowError(
@@ -94,6 +95,9 @@ GEN_VIDEO = f"{GEN_DIR}/video.mkv"
 GEN_META = f"{GEN_DIR}/meta.json"  # the generation jobs' output: the outcome record
 METRICS = f"{RESULTS}/metrics/{{method}}/{{class_name}}.json"
 AGGREGATE_DIR = f"{RESULTS}/aggregate"
+FVD_TABLE = (
+    f"{AGGREGATE_DIR}/{FVD_FILE}"  # optional metric: a skip reason without weights
+)
 FIGURE_DIR = f"{RESULTS}/figures"
 SMOKE_DIR = f"{RESULTS}/smoke"
 LOGS = f"{RESULTS}/logs"
@@ -111,6 +115,7 @@ REPORT_PAGES = [
     "cost",
     "branches",
     "failures",
+    "fvd",
     "methods",
     "manifest",
     "strip",
@@ -272,7 +277,8 @@ class ManifestIndex:
         derangement from generation.seed with donors of another class."""
         if self._donors is None:
             rows = [
-                (v, self.rows[v]["class_name"], self.rows[v]["role"]) for v in self.usable
+                (v, self.rows[v]["class_name"], self.rows[v]["role"])
+                for v in self.usable
             ]
             seed = config["generation"]["seed"]
             self._donors = variant_lib.cross_video_donors_by_role(rows, seed)
@@ -402,7 +408,9 @@ def intermediates():
         generation_dir=GEN_DIR,
         metrics=METRICS,
         verified=f"{RESULTS}/{integrity.VERIFIED_FILE}",
-        aggregate_files=tuple(f"{AGGREGATE_DIR}/{name}" for name in OUTPUT_FILES),
+        aggregate_files=tuple(
+            f"{AGGREGATE_DIR}/{name}" for name in (*OUTPUT_FILES, FVD_FILE)
+        ),
         final_files=tuple(study_outputs()),
     )
     videos = {
@@ -476,6 +484,16 @@ def all_metrics(wildcards):
         for m in METHODS
         for c in index.method_classes(m)
     ]
+
+
+def fvd_inputs(wildcards):
+    """What the FVD job reads: with evaluation.fvd_weights, the weights, the manifest and
+    every metrics file (they cover the generations and clips FVD decodes); without, nothing
+    (the job only records why FVD is skipped, and no new result reruns it)."""
+    weights = config["evaluation"]["fvd_weights"]
+    if not weights:
+        return {}
+    return {"weights": weights, "manifest": MANIFEST, "metrics": all_metrics(wildcards)}
 
 
 def study_outputs():

@@ -72,6 +72,42 @@ rule aggregate:
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.statistics} > {log} 2>&1"
 
 
+# FVD is a set-level metric (one Gaussian per method and role), so it is one job over every
+# generation, beside the aggregate; it is optional (evaluation.fvd_weights). Without weights
+# the job only writes why FVD was skipped: seconds, on the submitting node.
+if not config["evaluation"]["fvd_weights"]:
+
+    localrules:
+        fvd,
+
+
+rule fvd:
+    """Optional FVD (TorchScript I3D): each method's continuations vs the ground truth, and
+    each variant minus the baseline on the same videos with a bootstrap CI over videos;
+    without evaluation.fvd_weights, one row per method saying why it was skipped."""
+    input:
+        unpack(fvd_inputs),
+    output:
+        FVD_TABLE,
+    log:
+        log_path("fvd"),
+    benchmark:
+        benchmark_path("fvd")
+    params:
+        methods=",".join(METHODS),
+        baseline=BASELINE,
+        final=",".join(FINAL_METHODS),
+        manifest=MANIFEST,
+        generations_dir=f"{RESULTS}/generations",
+        clips_dir=f"{RESULTS}/clips",
+        options=wc.fvd_options(config),
+    shell:
+        "sora-tta fvd --generations-dir {params.generations_dir}"
+        " --clips-dir {params.clips_dir} --manifest {params.manifest}"
+        " --methods {params.methods} --baseline {params.baseline}"
+        " --final-variants {params.final:q} {params.options} --out {output} > {log} 2>&1"
+
+
 rule plot:
     """Per-frame curves, paired differences, per-class bars, loss curves and a GIF strip."""
     input:

@@ -14,6 +14,7 @@ TABLE_PAGES = {
     "cost": "Cost per video: predicted (sora-tta plan) and measured",
     "branches": "Guidance branches moved by adaptation (first sampling step)",
     "failures": "Failed generations (left out of the tables)",
+    "fvd": "FVD (optional, I3D): each method vs the ground truth, each variant minus the baseline",
     "methods": "Methods and their parameters",
     "manifest": "Manifest: selected videos and their status",
 }
@@ -57,6 +58,7 @@ rule report_pages:
         cost=f"{AGGREGATE_DIR}/cost_vs_plan.csv",
         branches=f"{AGGREGATE_DIR}/branches.csv",
         failures=f"{AGGREGATE_DIR}/failures.csv",
+        fvd=rules.fvd.output[0],
         methods=f"{RESULTS}/methods/methods.tsv",
         manifest=MANIFEST,
         strip=f"{FIGURE_DIR}/strip.gif",
@@ -108,6 +110,12 @@ rule report_pages:
             caption="../report/failures.rst",
             category="Tables",
             labels={"table": "failures"},
+        ),
+        fvd=report(
+            f"{REPORT_DIR}/fvd.html",
+            caption="../report/fvd.rst",
+            category="Tables",
+            labels={"table": "FVD"},
         ),
         methods=report(
             f"{REPORT_DIR}/methods.html",

@@ -97,6 +97,7 @@ PATH_KEYS = (
     ("checkpoints", "dir"),
     ("selection", "list"),
     ("selection", "caption_overrides"),
+    ("evaluation", "fvd_weights"),
 )
 
 
@@ -546,6 +547,10 @@ def required_files(
     evaluation = _section(config, "evaluation")
     if scope == "study" and evaluation.get("lpips_backbone", "alexnet") == "alexnet":
         reqs.append(Requirement.path("LPIPS AlexNet weights (torchvision cache)", lpips_path()))
+    if scope == "study" and evaluation.get("fvd_weights"):
+        reqs.append(
+            Requirement.path("FVD I3D weights (evaluation.fvd_weights)", evaluation["fvd_weights"])
+        )
     return reqs
 
 
@@ -711,6 +716,21 @@ def evaluate_options(config: Mapping[str, Any]) -> str:
             "--num-frames": sampling.get("num_frames"),
             "--lpips-backbone": evaluation.get("lpips_backbone", "alexnet"),
             "--lpips-seed": evaluation.get("lpips_seed", 0),
+            "--device": evaluation.get("device", "auto"),
+        }
+    )
+
+
+def fvd_options(config: Mapping[str, Any]) -> str:
+    """Flags of ``sora-tta fvd`` from ``evaluation`` and ``aggregate`` (no ``--weights``
+    without ``evaluation.fvd_weights``: the command then writes why FVD was skipped)."""
+    sampling, evaluation = _section(config, "sampling"), _section(config, "evaluation")
+    return _options(
+        {
+            "--weights": evaluation.get("fvd_weights"),
+            "--context-frames": sampling.get("num_cond_frames"),
+            "--num-frames": sampling.get("num_frames"),
+            "--seed": _section(config, "aggregate").get("seed"),
             "--device": evaluation.get("device", "auto"),
         }
     )

@@ -1,4 +1,4 @@
-"""Subcommands ``evaluate``, ``aggregate`` and ``plot``.
+"""Subcommands ``evaluate``, ``aggregate``, ``plot`` and ``fvd``.
 
 Heavy imports (torch, lpips, scikit-image, pandas, matplotlib) happen inside
 the command functions so that ``sora-tta --help`` stays fast.
@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from sora_tta import cli_options as opts
-from sora_tta.evaluation.definitions import CONTEXT_FRAMES, NUM_FRAMES
+from sora_tta.evaluation.definitions import CONTEXT_FRAMES, FVD_BOOTSTRAP_RESAMPLES, NUM_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,11 @@ def _methods(text: str) -> tuple[str, ...]:
     if not methods:
         raise argparse.ArgumentTypeError("expected a comma-separated list of methods")
     return methods
+
+
+def _methods_or_none(text: str) -> tuple[str, ...]:
+    """A comma-separated list that may be empty (no final variant)."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def register(subparsers: Any) -> None:
@@ -127,6 +132,59 @@ def register(subparsers: Any) -> None:
     )
     opts.add_seed(p, "seed of the CI bands' bootstrap")
     p.set_defaults(func=plot_command)
+
+    p = subparsers.add_parser(
+        "fvd",
+        help="optional set-level metric: Frechet Video Distance (I3D) of every method's "
+        "continuations vs the ground truth, and each variant minus the baseline",
+        description="Write one CSV row per (role, method): FVD of the generated continuations "
+        "vs the ground-truth ones on the videos where the method and the baseline succeeded, "
+        "the baseline's FVD on the same videos and the difference, with bootstrap CIs over "
+        "videos. Without --weights every row says why FVD was skipped (not an error).",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="the TorchScript I3D i3d_torchscript.pt (see README); absent: FVD is skipped",
+    )
+    p.add_argument("--generations-dir", required=True, help="holds {method}/{video}/meta.json")
+    p.add_argument("--clips-dir", required=True, help="holds the ground-truth {video}.mkv")
+    p.add_argument("--manifest", required=True, help="manifest CSV (usable videos, roles)")
+    p.add_argument(
+        "--methods", required=True, type=_methods, help="comma-separated, baseline included"
+    )
+    p.add_argument(
+        "--baseline", default="baseline", help="method id of the baseline (default baseline)"
+    )
+    p.add_argument(
+        "--final-variants",
+        type=_methods_or_none,
+        default=None,
+        help="comma-separated final method ids, may be empty (they and the baseline run on "
+        "the test videos; default: every variant)",
+    )
+    p.add_argument("--out", required=True, help="output CSV (results/aggregate/fvd.csv)")
+    p.add_argument(
+        "--context-frames",
+        type=opts.positive_int,
+        default=CONTEXT_FRAMES,
+        help=f"frames before the scored continuation (default {CONTEXT_FRAMES})",
+    )
+    p.add_argument(
+        "--num-frames", type=opts.positive_int, default=NUM_FRAMES, help="frames of every clip"
+    )
+    p.add_argument(
+        "--batch-size", type=opts.positive_int, default=4, help="clips per detector call"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=opts.non_negative_int,
+        default=FVD_BOOTSTRAP_RESAMPLES,
+        help=f"bootstrap resamples over videos (0: no CIs; default {FVD_BOOTSTRAP_RESAMPLES})",
+    )
+    opts.add_seed(p, "bootstrap seed")
+    opts.add_device(p)
+    p.set_defaults(func=fvd_command)
 
 
 def add_statistics_arguments(p: argparse.ArgumentParser) -> None:
@@ -393,4 +451,48 @@ def plot_command(args: argparse.Namespace) -> int:
     except (AggregateError, ValueError) as err:
         raise CommandError(str(err)) from err
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def fvd_command(args: argparse.Namespace) -> int:
+    """Compute (or, without weights, skip with the reason) the FVD table and write it."""
+    from sora_tta.cli import CommandError
+    from sora_tta.devices import resolve_device
+    from sora_tta.evaluation import fvd
+    from sora_tta.evaluation.stats import BootstrapConfig
+    from sora_tta.evaluation.tables import AggregateError, read_manifest_roles
+
+    if not 1 <= args.context_frames <= args.num_frames - 2:
+        raise CommandError(
+            f"--context-frames {args.context_frames} must leave at least 2 of "
+            f"{args.num_frames} frames to score"
+        )
+    if args.baseline not in args.methods:
+        raise CommandError(f"--methods must include the baseline {args.baseline!r}")
+    final = [m for m in args.methods if m != args.baseline]
+    if args.final_variants is not None:
+        final = list(args.final_variants)
+    try:
+        config = fvd.FvdConfig(
+            weights=args.weights,
+            context_frames=args.context_frames,
+            num_frames=args.num_frames,
+            batch_size=args.batch_size,
+            bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
+            device=str(resolve_device(args.device)) if args.weights else "cpu",
+        )
+        roles = {} if args.weights is None else read_manifest_roles(args.manifest)
+        table = fvd.study_fvd(
+            args.generations_dir, args.clips_dir, roles, args.methods, args.baseline, final,
+            config,
+        )  # fmt: skip
+    except (fvd.FvdError, AggregateError, RuntimeError) as err:
+        raise CommandError(f"{err}; {args.out} not written") from err
+    fvd.write_table(table, args.out)
+    if args.weights is None:
+        log.info("FVD skipped (%s) -> %s", fvd.NO_WEIGHTS_REASON, args.out)
+    for row in table.itertuples():
+        if isinstance(row.skipped, str):
+            continue
+        log.info("FVD %s / %s (%d videos): %.2f", row.role, row.method, row.n_videos, row.fvd)
     return 0

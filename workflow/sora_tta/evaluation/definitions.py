@@ -20,6 +20,10 @@ DATA_RANGE = 255.0
 PSNR_CAP_DB = 100.0
 NUM_FRAMES = 65
 CONTEXT_FRAMES = 33
+#: The optional FVD table (``sora-tta fvd``), beside the aggregate tables.
+FVD_FILE = "fvd.csv"
+#: Bootstrap resamples over videos of the FVD table (each costs two matrix square roots).
+FVD_BOOTSTRAP_RESAMPLES = 1000
 
 # scikit-image settings that reproduce the original SSIM (Wang et al. 2004):
 # 11x11 Gaussian window (sigma 1.5, truncated at 3.5 sigma), population covariance.
