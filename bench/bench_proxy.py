@@ -18,10 +18,12 @@ Scores: PSNR and SSIM over the continuation frames (``sora_tta.evaluation.metric
 summary gives the paired differences against the baseline with bootstrap 95 % CIs and
 Wilcoxon p-values (``sora_tta.evaluation.stats``) and the mean adaptation loss curves.
 
-Resumable: each finished video is one line of ``bench_proxy.jsonl`` in ``--out`` (the file is
-rewritten atomically after each video); a rerun with the same settings skips the videos it
-holds, a rerun with other settings stops with an error naming the file. After the last video
-it writes ``bench_proxy.json`` (summary), ``bench_proxy.md`` (table) and ``bench_proxy.png``.
+Resumable: each finished video is one line of ``bench_proxy.jsonl`` in ``--out`` (the file
+is rewritten atomically after each video); a rerun with the same settings skips the videos it
+holds, a rerun with other settings stops with an error naming the file. ``--limit N`` stops
+after the first N videos (and summarises those); the same command without it continues.
+At the end it writes ``bench_proxy.json`` (summary), ``bench_proxy.md`` (table) and
+``bench_proxy.png`` (figure)
 
     nice -n 15 python bench/bench_proxy.py --videos 50 --out docs/proxy
 """
@@ -105,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warmup-steps", type=int, default=AdaptConfig.warmup_steps)
     add("--bootstrap", type=int, default=10_000, help="bootstrap resamples")
     add("--threads", type=int, default=1, help="torch CPU threads")
+    add("--limit", type=int, default=None,
+        help="score only the first N videos in this call (not a setting: the same command "
+             "without it continues to all --videos; donors come from all of them)")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.eval_steps) < 1:
         parser.error("--eval-steps must be >= 1 (step 0 is the baseline)")
@@ -371,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                               guidance_img=args.guidance_img, num_cond_frames=args.cond_frames,
                               num_frames=args.frames)  # fmt: skip
     sampler = Sampler(bundle, sampling)
-    for index, video in enumerate(videos, 1):
+    for index, video in enumerate(videos[: args.limit], 1):
         if video[0] in done:
             continue
         tick = time.perf_counter()
