@@ -230,7 +230,7 @@ def run_video(
         try:
             with adapted(bundle.mmdit, target, config, seed=entry["adapt_seed"],
                          on_step=keep) as result:  # fmt: skip
-                entry["loss"] = [row["loss"] for row in result.rows]
+                entry["loss"] = [round(row["loss"], 6) for row in result.rows]  # file size
                 for step in args.eval_steps:
                     lora.load_lora_state_dict(bundle.mmdit, snapshots[step])
                     with lora.adapters_cast_to(bundle.mmdit, bundle.mmdit.dtype):
