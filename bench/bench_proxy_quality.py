@@ -56,14 +56,25 @@ def bootstrap_ci(diff: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[fl
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def heldout_videos(root: Path, count: int, seed: int, height: int, width: int) -> list:
-    """``[(video_id, frames (65, H, W, 3), caption)]`` of a held-out pretraining world."""
+def heldout_videos(
+    root: Path,
+    count: int,
+    seed: int,
+    height: int,
+    width: int,
+    distribution: str = PRETRAIN,
+    frames: int = FRAMES,
+) -> list:
+    """``[(video_id, frames (F, H, W, 3), caption)]`` of a world tree written to ``root``
+    (default: a held-out pretraining world), each video read back from its AVI file through
+    the workflow's preprocessing. One video per class up to the 101 class names."""
     classes = min(count, len(CLASS_NAMES))
     per_class = -(-count // classes)
-    config = WorldConfig(PRETRAIN, classes=classes, per_class=per_class, frames=FRAMES, seed=seed)
+    config = WorldConfig(distribution, classes=classes, per_class=per_class, frames=frames,
+                         seed=seed)  # fmt: skip
     tree = make_world(root, config)
     world = json.loads((root / "world.json").read_text())["videos"]
-    prep = PreprocessConfig(num_frames=FRAMES, height=height, width=width)
+    prep = PreprocessConfig(num_frames=frames, height=height, width=width)
     out = []
     for video_id in sorted(world)[:count]:
         frames, _ = load_clip(tree.path(video_id), prep)
@@ -71,9 +82,11 @@ def heldout_videos(root: Path, count: int, seed: int, height: int, width: int) -
     return out
 
 
-def scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """Mean PSNR and SSIM over frames 34-65."""
-    a, b = pred[COND_FRAMES:FRAMES], truth[COND_FRAMES:FRAMES]
+def scores(
+    pred: np.ndarray, truth: np.ndarray, cond: int = COND_FRAMES, frames: int = FRAMES
+) -> tuple[float, float]:
+    """Mean PSNR and SSIM over the continuation (frames 34-65 by default)."""
+    a, b = pred[cond:frames], truth[cond:frames]
     return float(np.mean(psnr_per_frame(a, b))), float(np.mean(ssim_per_frame(a, b)))
 
 
