@@ -48,11 +48,15 @@ def test_full_study_on_h200(tmp_path: Path, table) -> None:
     config = load_config(FULL)
     h200 = table["H200"]
     plan = plan_lib.plan_study(config, h200, gpus=8, results_dir=tmp_path)
-    assert (plan.videos, plan.videos_source) == (100, "selection.total")
+    assert plan.videos == 150
+    assert plan.videos_source == "test: selection.total, validation: selection.validation.total"
     assert plan.compile  # auto on a CUDA kind
     assert plan.methods[0].method == "baseline"
-    assert len(plan.methods) == 4 and plan.jobs == 400
+    # Baseline and the final variant on test + validation, the 9 exploratory ones on validation.
     by = {m.method.rsplit("-", 1)[0]: m for m in plan.methods}
+    assert by["baseline"].videos == by["r16-continue"].videos == 150
+    assert {m.videos for m in plan.methods[2:]} == {50} and len(plan.methods) == 11
+    assert plan.jobs == 2 * 150 + 9 * 50
     base, r16, r8 = by["baseline"], by["r16-continue"], by["r8-s20-continue"]
     # The study's shapes are the measured ones: no scaling.
     assert base.seconds["sample"] == pytest.approx(25 * h200.sample_step_base_compiled_s)
@@ -97,10 +101,13 @@ def test_manifest_decides_the_videos(tmp_path: Path, table) -> None:
     frame["subset"], frame["reason"] = "test", ""
     frame["video_id"] = [f"v_A_g{i:02d}_c01" for i in range(1, 10)]
     frame["status"] = ["ok"] * 7 + ["too_short"] * 2
+    frame["role"] = ["test"] * 4 + ["validation"] * 3 + ["test"] * 2
     frame.to_csv(tmp_path / "manifest.csv", index=False)
     config = load_config(FULL)
-    videos, source = plan_lib.count_videos(config, tmp_path)
-    assert videos == 7 and "manifest.csv" in source
+    counts, source = plan_lib.count_videos(config, tmp_path)
+    assert counts == {"test": 4, "validation": 3} and "manifest.csv" in source
+    plan = plan_lib.plan_study(config, table["H200"], results_dir=tmp_path)
+    assert plan.videos == 7 and plan.jobs == 2 * 7 + 9 * 3
     (tmp_path / "manifest.csv").write_text("video,status\nv1,ok\n")
     with pytest.raises(plan_lib.PlanError, match=r"manifest\.csv"):
         plan_lib.count_videos(config, tmp_path)
@@ -110,9 +117,11 @@ def test_demo_plan(tmp_path: Path, table) -> None:
     config = load_config(DEMO)
     kind = config["plan"]["kind"]
     plan = plan_lib.plan_study(config, table[kind], gpus=1, results_dir=tmp_path)
-    assert (plan.videos, plan.videos_source) == (3, "data.synthetic")
+    # 3 classes x 2 groups of 1 clip: g01 in testlist01, g02 in trainlist01 (validation).
+    assert plan.videos == 6
+    assert plan.videos_source == "test: data.synthetic, validation: data.synthetic"
     assert not plan.compile  # a CPU kind: auto is off
-    assert plan.jobs == 3 * len(plan.methods) == 9
+    assert [m.videos for m in plan.methods] == [6, 6, 3, 3] and plan.jobs == 18
     assert all(m.per_video_s > 0 for m in plan.methods)
     assert plan.methods[1].seconds["adapt"] > 0 and plan.methods[0].seconds["adapt"] == 0
 
@@ -136,9 +145,9 @@ def test_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     )
     assert code == 0
     text = capsys.readouterr().out
-    assert "generation jobs: 400" in text and "wall-clock on 64 GPUs" in text
+    assert "generation jobs: 750" in text and "wall-clock on 64 GPUs" in text
     data = json.loads(out.read_text())
-    assert data["jobs"] == 400 and data["kind"] == "H200"
+    assert data["jobs"] == 750 and data["kind"] == "H200"
     assert data["gpu_hours"] > data["wall_hours_by_gpus"]["8"] > data["wall_hours_by_gpus"]["64"]
     assert {m["method"] for m in data["methods"]} >= {"baseline"}
 
@@ -172,8 +181,8 @@ def test_prediction_beside_measured_cost(tmp_path: Path, table) -> None:
     base = table_[(table_.method == "baseline") & (table_.quantity == "time_sample_s")].iloc[0]
     assert base.n == 0 and np.isnan(base.measured_mean)  # nothing measured: no ratio
     study = table_.iloc[-1]
-    assert study.method == "study" and study.n == 400
-    assert study.measured_mean == pytest.approx(60.0 * 100 / 3600)
+    assert study.method == "study" and study.n == 750
+    assert study.measured_mean == pytest.approx(60.0 * tta.videos / 3600)
 
 
 def test_import_records_the_compile_warmup(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import argparse
 import re
 from pathlib import Path
 
+from sora_tta import layout
+
 #: dtype names of the command line (``sora_tta.devices.DTYPES`` maps them to torch dtypes).
 DTYPE_NAMES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -90,8 +92,8 @@ def add_checkpoint_dir(parser: argparse.ArgumentParser, required: bool = True) -
         "--checkpoint-dir",
         type=Path,
         required=required,
-        help="checkpoint folder (Open_Sora_v2.safetensors, hunyuan_vae.safetensors, "
-        "google/t5-v1_1-xxl/, openai/clip-vit-large-patch14/)",
+        help=f"checkpoint folder ({layout.MMDIT_FILE}, {layout.VAE_FILE}, "
+        f"{layout.T5_DIR}/, {layout.CLIP_DIR}/)",
     )
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sora_tta import cli_options as opts
 from sora_tta.cli import CommandError
 
 
@@ -22,7 +23,9 @@ def register(subparsers: Any) -> None:
         "GPU-hours and wall-clock on N GPUs. Videos: the manifest's usable rows if "
         "results/manifest.csv exists, else the configured selection size.",
     )
-    plan.add_argument("--configfile", type=Path, required=True, metavar="YAML")
+    plan.add_argument(
+        "--configfile", type=Path, required=True, metavar="YAML", help="the study's config file"
+    )
     plan.add_argument("--kind", help="device kind (default: the config's plan.kind)")
     plan.add_argument(
         "--gpus",
@@ -32,7 +35,13 @@ def register(subparsers: Any) -> None:
         help="wall-clock on N GPUs (repeatable; default: the config's plan.gpus)",
     )
     plan.add_argument("--videos", type=int, help="override the number of videos")
-    plan.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    plan.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="results folder whose manifest.csv decides the videos (default results)",
+    )
     plan.add_argument("--figures", type=Path, metavar="JSON", help="another figures table")
     plan.add_argument("--json", type=Path, metavar="PATH", help="also write the plan as JSON")
     plan.set_defaults(func=plan_command)
@@ -43,7 +52,9 @@ def register(subparsers: Any) -> None:
         description="Read a bench/bench_gpu.py --json file and write its figures as one kind "
         "of the figures table (default: the package's step_figures.json).",
     )
-    imp.add_argument("bench_json", type=Path, metavar="BENCH.json")
+    imp.add_argument(
+        "bench_json", type=Path, metavar="BENCH.json", help="output of bench/bench_gpu.py --json"
+    )
     imp.add_argument("--kind", help="kind name (default: the GPU name, e.g. H200)")
     imp.add_argument("--process-start", type=float, metavar="S", help="measured process start")
     imp.add_argument("--figures", type=Path, metavar="JSON", help="table to update")
@@ -56,9 +67,16 @@ def register(subparsers: Any) -> None:
         "--checkpoint-dir under --stage-dir (reused when already there and unchanged). "
         "Prints the staged folder.",
     )
-    stage.add_argument("--checkpoint-dir", type=Path, required=True, metavar="DIR")
-    stage.add_argument("--stage-dir", required=True, metavar="DIR")
-    stage.add_argument("--verify", choices=["size", "sha256"], default="size")
+    opts.add_checkpoint_dir(stage)
+    stage.add_argument(
+        "--stage-dir", required=True, metavar="DIR", help="node-local folder to copy into"
+    )
+    stage.add_argument(
+        "--verify",
+        choices=["size", "sha256"],
+        default="size",
+        help="how an existing copy is checked against the source (default size)",
+    )
     stage.set_defaults(func=stage_command)
 
 

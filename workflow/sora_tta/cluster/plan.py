@@ -216,27 +216,17 @@ def method_cost(
     return MethodCost(method, videos, steps, ordered)
 
 
-def count_videos(config: Mapping[str, Any], results_dir: str | os.PathLike[str] = "results"):
-    """Videos of the study and where the number comes from.
-
-    The manifest's usable rows when it exists; else the selection's ``total``, or
-    ``per_class`` x classes; else the split list's length (or the synthetic data's
-    ``classes x per_class``).
-    """
-    manifest = Path(results_dir) / "manifest.csv"
-    if manifest.is_file():
-        from sora_tta.data.manifest import ManifestError, read_manifest
-
-        try:
-            frame = read_manifest(manifest)
-        except ManifestError as err:
-            raise PlanError(str(err)) from err
-        return int((frame["status"] == "ok").sum()), f"{manifest} (status ok)"
-    selection = config.get("selection", {})
+def _count_selection(
+    selection: Mapping[str, Any], data: Mapping[str, Any], split: int, subset: str, where: str
+) -> tuple[int, str]:
+    """Videos one selection (test, or ``selection.validation``) draws, before a manifest
+    exists: its ``total``; else ``per_class`` x classes; else its list's clips (the
+    synthetic data's listed clips when the list is built in the DAG), at most
+    ``max_per_group`` per group."""
     if selection.get("total"):
-        return int(selection["total"]), "selection.total"
-    synthetic = config.get("data", {}).get("synthetic")
-    splits_dir = Path(config.get("data", {}).get("splits_dir") or "data/ucfTrainTestlist")
+        return int(selection["total"]), f"{where}.total"
+    synthetic = data.get("synthetic")
+    splits_dir = Path(data.get("splits_dir") or "data/ucfTrainTestlist")
     class_index = splits_dir / "classInd.txt"
     if selection.get("per_class"):
         if class_index.is_file():
@@ -245,18 +235,66 @@ def count_videos(config: Mapping[str, Any], results_dir: str | os.PathLike[str] 
             classes = int(synthetic["classes"])
         else:
             raise PlanError(f"{class_index}: not found; cannot count the classes (give --videos)")
-        return int(selection["per_class"]) * classes, "selection.per_class x classes"
-    if synthetic:
-        return int(synthetic["classes"]) * int(synthetic["per_class"]), "data.synthetic"
-    from sora_tta.data.ucf101 import split_file
+        return int(selection["per_class"]) * classes, f"{where}.per_class x classes"
+    from sora_tta.data import ucf101
 
-    listing = split_file(
-        splits_dir, int(selection.get("split", 1)), selection.get("subset", "test")
+    if synthetic:
+        from sora_tta.data.synthetic import SyntheticConfig, listed_clips
+
+        known = {k: v for k, v in synthetic.items() if k in SyntheticConfig.__dataclass_fields__}
+        clips, source = listed_clips(SyntheticConfig(**known), split, subset), "data.synthetic"
+    else:
+        listing = ucf101.split_file(splits_dir, split, subset)
+        if not listing.is_file():
+            raise PlanError(f"{listing}: not found and no manifest yet: give --videos N")
+        clips = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        source = str(listing)
+    cap = selection.get("max_per_group")
+    per_group: dict[tuple[str, int], int] = {}
+    for clip in clips:
+        class_name, group, _ = ucf101.parse_video_id(Path(clip).stem)
+        per_group[class_name, group] = per_group.get((class_name, group), 0) + 1
+    return sum(min(n, cap) if cap else n for n in per_group.values()), source
+
+
+def count_videos(
+    config: Mapping[str, Any], results_dir: str | os.PathLike[str] = "results"
+) -> tuple[dict[str, int], str]:
+    """Usable videos of the study per manifest role (``test``, ``validation``) and where the
+    numbers come from: the manifest's rows with status ok when it exists, else the
+    selections of the configuration (:func:`_count_selection`)."""
+    from sora_tta.data.manifest import ROLE_TEST, ROLE_VALIDATION
+
+    manifest = Path(results_dir) / "manifest.csv"
+    if manifest.is_file():
+        from sora_tta.data.manifest import ManifestError, read_manifest
+
+        try:
+            frame = read_manifest(manifest)
+        except ManifestError as err:
+            raise PlanError(str(err)) from err
+        ok = frame[frame["status"] == "ok"]
+        counts = {role: int((ok["role"] == role).sum()) for role in (ROLE_TEST, ROLE_VALIDATION)}
+        return counts, f"{manifest} (status ok)"
+    selection = config.get("selection", {})
+    data = config.get("data", {})
+    split = int(selection.get("split") or 1)
+    test, source = _count_selection(
+        selection, data, split, selection.get("subset", "test"), "selection"
     )
-    if not listing.is_file():
-        raise PlanError(f"{listing}: not found and no manifest yet: give --videos N")
-    lines = [line for line in listing.read_text().splitlines() if line.strip()]
-    return len(lines), str(listing)
+    sources = [f"test: {source}"]
+    counts = {ROLE_TEST: test, ROLE_VALIDATION: 0}
+    validation = selection.get("validation")
+    if validation:
+        counts[ROLE_VALIDATION], source = _count_selection(
+            validation,
+            data,
+            int(validation.get("split") or split),
+            validation.get("subset") or "train",
+            "selection.validation",
+        )
+        sources.append(f"validation: {source}")
+    return counts, ", ".join(sources)
 
 
 def plan_study(
@@ -273,10 +311,12 @@ def plan_study(
 
     if gpus < 1:
         raise PlanError(f"gpus must be >= 1, got {gpus}")
+    from sora_tta.data.manifest import ROLE_TEST, ROLE_VALIDATION, method_runs_on
+
     if videos is None:
-        videos, source = count_videos(config, results_dir)
+        counts, source = count_videos(config, results_dir)
     else:
-        source = "--videos"
+        counts, source = {ROLE_TEST: videos, ROLE_VALIDATION: 0}, "--videos"
     schema = wc.load_schema()
     found = variant_lib.expand_variants(
         config["variants"],
@@ -290,16 +330,15 @@ def plan_study(
         raise PlanError(str(err)) from err
     sampling = config["sampling"]
     missing: set[str] = set()
-    methods = [
-        method_cost(variant_lib.BASELINE, None, sampling, figures, videos, compiled, missing)
-    ]
-    for variant in found:
-        methods.append(
-            method_cost(
-                variant.method_id, variant.params, sampling, figures, videos, compiled, missing
-            )
-        )
-    return StudyPlan(figures.kind, gpus, compiled, videos, source, methods, sorted(missing))
+    final = wc.final_method_ids(config, variant_lib.method_ids(found))
+    has_validation = counts[ROLE_VALIDATION] > 0
+    methods = []
+    for method, params in [(variant_lib.BASELINE, None)] + [(v.method_id, v.params) for v in found]:
+        runs_on = method_runs_on(method, final, has_validation, variant_lib.BASELINE)
+        n = sum(counts[role] for role in runs_on)
+        methods.append(method_cost(method, params, sampling, figures, n, compiled, missing))
+    total = sum(counts.values())
+    return StudyPlan(figures.kind, gpus, compiled, total, source, methods, sorted(missing))
 
 
 def format_plan(plan: StudyPlan, gpu_counts: list[int] | None = None) -> str:

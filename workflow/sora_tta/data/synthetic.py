@@ -249,6 +249,19 @@ def _test_groups(groups: int, split: int) -> set[int]:
     return {g for g in range(1, groups + 1) if (g - 1) % k == (split - 1) % k}
 
 
+def listed_clips(config: SyntheticConfig, split: int, subset: str) -> list[str]:
+    """Regular clips (``Class/v_Class_gNN_cMM.avi``) that split ``split``'s ``subset`` list
+    (``test`` or ``train``) of a tree made with ``config`` holds, without the broken cases."""
+    test_groups = _test_groups(config.groups, split)
+    clips = []
+    for name in CLASS_NAMES[: config.classes]:
+        for j in range(config.per_class):
+            group, clip = j // config.clips_per_group + 1, j % config.clips_per_group + 1
+            if (group in test_groups) == (subset == "test"):
+                clips.append(f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi")
+    return clips
+
+
 #: Renders a regular clip: ``(class_index, group, clip) -> (frames, height, width, 3)`` uint8.
 ClipRenderer = Callable[[int, int, int], np.ndarray]
 

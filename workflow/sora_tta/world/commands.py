@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sora_tta import cli_options as opts
 from sora_tta.cli import CommandError
+from sora_tta.cli_options import positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +27,25 @@ def register(subparsers: Any) -> None:
         "OUT/synthetic.json, OUT/world.json (every video's parameters and caption) and "
         "OUT/captions.tsv (video id -> caption) for the pretrain or novel distribution.",
     )
-    world.add_argument("--out", type=Path, required=True, metavar="DIR")
-    world.add_argument("--distribution", choices=("pretrain", "novel"), default="novel")
-    world.add_argument("--classes", type=int, default=3, help="classes (default 3)")
-    world.add_argument("--per-class", type=int, default=2, help="videos per class (default 2)")
-    world.add_argument("--frames", type=int, default=80, help="frames per video (default 80)")
-    world.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    world.add_argument("--width", type=int, default=320, help="frame width (default 320)")
-    world.add_argument("--height", type=int, default=240, help="frame height (default 240)")
+    world.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write")
+    world.add_argument(
+        "--distribution",
+        choices=("pretrain", "novel"),
+        default="novel",
+        help="which distribution of the world (default novel)",
+    )
+    world.add_argument("--classes", type=positive_int, default=3, help="classes (default 3)")
+    world.add_argument(
+        "--per-class", type=positive_int, default=2, help="videos per class (default 2)"
+    )
+    world.add_argument(
+        "--frames", type=positive_int, default=80, help="frames per video (default 80)"
+    )
+    opts.add_seed(world, "world seed")
+    world.add_argument("--width", type=positive_int, default=320, help="frame width (default 320)")
+    world.add_argument(
+        "--height", type=positive_int, default=240, help="frame height (default 240)"
+    )
     world.add_argument("--broken", action="store_true", help="add the broken cases")
     world.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     world.set_defaults(func=make_world_command)
@@ -44,13 +57,17 @@ def register(subparsers: Any) -> None:
         "reference's flow-matching objective and condition mix, on the pretraining world; "
         "write the checkpoint folder in the official layout plus proxy.json.",
     )
-    proxy.add_argument("--out", type=Path, required=True, metavar="DIR")
+    proxy.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="checkpoint folder to write"
+    )
     proxy.add_argument("--minutes", type=float, default=30.0, help="time budget (default 30)")
-    proxy.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    proxy.add_argument("--videos", type=int, help="training videos (default: PretrainConfig's)")
-    proxy.add_argument("--vae-steps", type=int, help="step limit of the VAE stage")
-    proxy.add_argument("--mmdit-steps", type=int, help="step limit of the MMDiT stage")
-    proxy.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    opts.add_seed(proxy, "training seed")
+    proxy.add_argument(
+        "--videos", type=positive_int, help="training videos (default: PretrainConfig's)"
+    )
+    proxy.add_argument("--vae-steps", type=positive_int, help="step limit of the VAE stage")
+    proxy.add_argument("--mmdit-steps", type=positive_int, help="step limit of the MMDiT stage")
+    proxy.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     proxy.set_defaults(func=pretrain_proxy_command)
 
 
