@@ -41,7 +41,7 @@ from sora_tta.cluster.staging import stage_checkpoints
 from sora_tta.models import pipeline
 from sora_tta.models.commands import synthetic_clip
 from sora_tta.tta.adapt import AdaptConfig, adapted
-from sora_tta.tta.objective import AdaptationTarget
+from sora_tta.tta.generate import SamplingConfig, adaptation_target
 marks["imports"] = time.time() - t0
 args = json.loads(sys.argv[1])
 ckpt = args["checkpoint_dir"]
@@ -55,16 +55,18 @@ if device.type == "cuda":
     torch.cuda.synchronize()
 marks["loaded"] = time.time() - t0
 h, w = args["height"], args["width"]
-condition = pipeline.encode_condition(bundle, synthetic_clip(33, h, w), num_cond_frames=33,
-                                      num_frames=65)
+frames = synthetic_clip(33, h, w)
+sampling = SamplingConfig()  # v2v_head: 33 conditioning frames of 65
+condition = pipeline.encode_condition(bundle, frames, num_cond_frames=sampling.num_cond_frames,
+                                      num_frames=sampling.num_frames)
 cfg = bundle.mmdit.config
-target = AdaptationTarget(
-    x0=condition.masked_ref[:, :, :9].to(device),
-    txt=torch.randn(1, args["txt_tokens"], cfg.context_in_dim, device=device, dtype=dtype),
-    y_vec=torch.randn(1, cfg.vec_in_dim, device=device, dtype=dtype),
-)
-marks["encoded"] = time.time() - t0
+def embedding():
+    return (torch.randn(1, args["txt_tokens"], cfg.context_in_dim, dtype=dtype),
+            torch.randn(1, cfg.vec_in_dim, dtype=dtype))
 config = AdaptConfig(rank=16, alpha=32.0, steps=1, warmup_steps=0, checkpoint_every=0)
+# the job's own target: the window and every condition length encoded on its own
+target = adaptation_target(bundle, frames, condition, config, sampling, embedding(), embedding())
+marks["encoded"] = time.time() - t0
 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
     with adapted(bundle.mmdit, target, config, seed=0) as result:
         pass

@@ -114,13 +114,39 @@ def test_selection_and_rerun_command(run: Path) -> None:
     with pytest.raises(st.StatusError, match="neither FAILED"):
         st.select_videos(statuses, ["Z"])
     (run / "results/clips/v_B_g01_c01.mkv").unlink()
-    command = st.rerun_command(run, ["baseline", "r4-abc"], ["v_B_g01_c01"], ["--cores", "2"])
+    command = st.rerun_command(run, statuses, ["v_B_g01_c01"], ["--cores", "2"])
     assert command == [
         "snakemake", "--cores", "2", "--directory", str(run), "--forcerun",
         "results/clips/v_B_g01_c01.mkv",
         "results/generations/baseline/v_B_g01_c01/video.mkv",
         "results/generations/r4-abc/v_B_g01_c01/video.mkv",
     ]  # fmt: skip
+
+
+def test_exploratory_variants_have_rows_only_on_validation_videos(run: Path) -> None:
+    """With a validation selection, an exploratory variant neither counts as pending on a
+    test video nor is forced there by a rerun; the final one runs on both roles."""
+    roles = ["test", "validation", "test", "test", "validation"]
+    with open(run / "results/manifest.csv", "w", newline="") as handle:
+        rows = [[*row, role] for row, role in zip(ROWS, roles, strict=True)]
+        csv.writer(handle).writerows([[*MANIFEST_HEADER, "role"], *rows])
+    touch(
+        run / "results/methods/methods.tsv",
+        "method\tanalysis\nbaseline\tbaseline\nr4-abc\tfinal\nx-def\texploratory\n",
+    )
+    statuses = st.collect(run)
+    by_method = {m: {s.video_id for s in statuses if s.method == m} for m in st.read_methods(run)}
+    assert by_method["baseline"] == by_method["r4-abc"] == {r[0] for r in ROWS}
+    assert by_method["x-def"] == {"v_A_g02_c01", "v_C_g01_c01"}
+    command = st.rerun_command(run, statuses, ["v_A_g01_c01", "v_C_g01_c01"])
+    forced = [t for t in command if "/generations/" in t]
+    assert forced == [
+        "results/generations/baseline/v_A_g01_c01/video.mkv",
+        "results/generations/r4-abc/v_A_g01_c01/video.mkv",
+        "results/generations/baseline/v_C_g01_c01/video.mkv",
+        "results/generations/r4-abc/v_C_g01_c01/video.mkv",
+        "results/generations/x-def/v_C_g01_c01/video.mkv",
+    ]
 
 
 def test_status_command(run: Path, capsys: pytest.CaptureFixture[str]) -> None:

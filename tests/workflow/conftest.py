@@ -118,6 +118,19 @@ def usable_videos(workdir: Path) -> list[str]:
     return [row["video_id"] for row in manifest_rows(workdir) if row["status"] == "ok"]
 
 
+def generated_videos(workdir: Path, method: str) -> list[str]:
+    """Videos a finished run generated for ``method`` (exploratory variants: validation
+    videos only)."""
+    root = workdir / "results" / "generations" / method
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def role_videos(workdir: Path, role: str) -> list[str]:
+    """Usable video ids of one manifest role (``test`` or ``validation``)."""
+    rows = manifest_rows(workdir)
+    return [r["video_id"] for r in rows if r["status"] == "ok" and r["role"] == role]
+
+
 def method_ids(workdir: Path) -> list[str]:
     """Method ids of the demo run (from its methods table)."""
     lines = (workdir / "results" / "methods" / "methods.tsv").read_text().splitlines()[1:]

@@ -26,9 +26,11 @@ from conftest import (
     REPO,
     SNAKEMAKE,
     dry_run,
+    generated_videos,
     job_blocks,
     manifest_rows,
     method_ids,
+    role_videos,
     snakemake,
     usable_videos,
     wildcards_of,
@@ -73,11 +75,16 @@ def metrics_videos(workdir: Path, method: str, cls: str) -> list[str]:
 
 
 def test_demo_run_is_complete_and_up_to_date(demo_run):
-    """Every usable video has every method's metrics; a second run has nothing to do."""
+    """Every video a method runs on has its metrics (the baseline and the final variant:
+    every usable video; the exploratory ones: the validation videos); a second run has
+    nothing to do."""
     videos, methods = usable_videos(demo_run), method_ids(demo_run)
-    assert len(videos) >= 3 and len(methods) == 3
+    validation = role_videos(demo_run, "validation")
+    assert len(validation) == 3 and len(videos) == 6 and len(methods) == 4
     for method in methods:
-        for video in videos:
+        expected = videos if method == BASELINE or method.startswith("r4-continue-") else validation
+        assert generated_videos(demo_run, method) == sorted(expected), method
+        for video in expected:
             assert video in metrics_videos(demo_run, method, class_of(demo_run, video))
     result = dry_run(demo_run)
     assert "Nothing to be done" in result.output
@@ -129,6 +136,7 @@ def test_video_corrupted_later_drops_out_without_rerunning_the_others(corrupted_
         "manifest": 1,
         "encode_prompts": 1,  # keeps the cached prompts, encodes none
         "aggregate": 1,
+        "cost_plan": 1,
         "plot": 1,
         "report_pages": 1,
         "all": 1,
@@ -159,8 +167,10 @@ def remove(path: Path) -> None:
 def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy):
     """A run where one video's generations fail: the others complete; after the fix only
     that video's jobs (and the tables behind them) run."""
-    videos, methods = usable_videos(demo_copy), method_ids(demo_copy)
-    victim = videos[1]
+    victim = role_videos(demo_copy, "validation")[0]
+    # every method runs on a validation video (exploratory variants only there)
+    methods = [m for m in method_ids(demo_copy) if victim in generated_videos(demo_copy, m)]
+    assert len(methods) == len(method_ids(demo_copy)) == 4
     # the state of a run that has not yet done the victim (nor, so, its class's evaluations
     # and the tables)
     for method in methods:
@@ -198,10 +208,11 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
         "evaluate": len(methods),
         "aggregate": 1,
         "fvd": 1,  # its table went with aggregate/
+        "cost_plan": 1,
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(methods) + 5,
+        "total": 2 * len(methods) + 6,
     }
     per_video = [b for b in job_blocks(result.output) if "video" in wildcards_of(b)]
     assert per_video and all(wildcards_of(b)["video"] == victim for b in per_video)
@@ -281,20 +292,23 @@ def test_job_killed_mid_adaptation_resumes_with_rerun_incomplete(demo_copy, tmp_
 
 
 def test_adding_a_variant_adds_only_its_jobs(demo_copy, tmp_path):
-    videos = usable_videos(demo_copy)
+    """A new (exploratory) variant: its jobs on the validation videos and the tables."""
+    videos = role_videos(demo_copy, "validation")
+    classes = {class_of(demo_copy, video) for video in videos}
     args = demo_with({"variants": {"named": {"r8-extra": {"rank": 8}}}}, tmp_path / "add.yaml")
     counts = dry_run(demo_copy, *args).job_counts()
     assert counts == {
         "method_config": 1,
         "generate_tta": len(videos),
-        "evaluate": len(videos),
+        "evaluate": len(classes),
         "methods_table": 1,
         "aggregate": 1,
         "fvd": 1,  # one row per method
+        "cost_plan": 1,
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(videos) + 7,
+        "total": len(videos) + len(classes) + 8,
     }
 
 
@@ -308,8 +322,8 @@ def test_editing_a_variant_starts_a_new_folder(demo_copy, tmp_path):
     args = demo_with({"variants": {"named": named}}, tmp_path / "edit.yaml")
     result = dry_run(demo_copy, *args)
     counts = result.job_counts()
-    videos = usable_videos(demo_copy)
-    assert counts["generate_tta"] == len(videos)
+    # the first named variant is the final one: it runs on every usable video
+    assert counts["generate_tta"] == len(usable_videos(demo_copy))
     methods = {
         wildcards_of(block)["variant"]
         for block in job_blocks(result.output)

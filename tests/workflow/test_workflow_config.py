@@ -274,15 +274,17 @@ def test_methods_rows_and_tsv():
 
     variants = expand_variants({"named": {"a": {"rank": 4}}}, {"rank": 16, "lr": 1e-3})
     rows = wc.methods_rows(variants)
-    assert rows[0]["method"] == "baseline"
+    assert rows[0]["method"] == rows[0]["analysis"] == "baseline"
     assert rows[1] == {
         "method": variants[0].method_id,
         "name": "a",
         "changed": '{"rank":4}',
         "parameters": '{"lr":0.001,"rank":4}',
+        "analysis": "exploratory",
     }
+    assert wc.methods_rows(variants, [variants[0].method_id])[1]["analysis"] == "final"
     text = wc.rows_to_tsv(rows)
-    assert text.splitlines()[0] == "method\tname\tchanged\tparameters"
+    assert text.splitlines()[0] == "method\tname\tchanged\tparameters\tanalysis"
     assert len(text.splitlines()) == 3
 
 
@@ -507,6 +509,14 @@ def test_table_pages_label_random_lpips(tmp_path):
     plain.write_text("method,metric,mean_diff\nvar,lpips,0.1\n")
     assert wc.RANDOM_LPIPS_LABEL not in wc.table_page(plain, "Per class")
     assert wc.RANDOM_LPIPS_LABEL in wc.table_page(plain, "Per class", random_lpips=True)
+    assert wc.EMPTY_TABLE_NOTE not in wc.table_page(plain, "Per class")
+
+
+def test_empty_table_page_says_so(tmp_path):
+    table = tmp_path / "failures.csv"
+    table.write_text("method,video,stage,reason\n")
+    page = wc.table_page(table, "Failures")
+    assert wc.EMPTY_TABLE_NOTE in page and "<th>reason</th>" in page
 
 
 def test_only_the_conda_lint_is_accepted():

@@ -39,7 +39,7 @@ rule methods_table:
     benchmark:
         benchmark_path("methods_table")
     params:
-        rows=wc.methods_rows(VARIANTS),
+        rows=wc.methods_rows(VARIANTS, FINAL_METHODS),
     run:
         write_text_atomic(output[0], wc.rows_to_tsv(params.rows))
         write_text_atomic(log[0], f"wrote {output[0]}\n")

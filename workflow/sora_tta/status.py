@@ -12,6 +12,10 @@ and did not finish) of a workflow directory and classifies every (method, video)
   finished (a record or a log without any error: Snakemake records failed jobs too);
 - ``excluded``: the manifest did not keep the video (status and reason of the manifest).
 
+A method has rows only for the videos it runs on: exploratory variants (``analysis`` column
+of the methods table) only on the manifest's validation videos when there are any
+(:func:`sora_tta.data.manifest.method_runs_on`).
+
 :func:`rerun_command` builds the Snakemake command that regenerates chosen videos for every
 method and everything behind them (evaluation of their classes, aggregate, figures, report
 pages): ``--forcerun`` on their generation files (and on their clip when it is missing), which
@@ -76,14 +80,21 @@ def rule_and_log(method: str, video: str) -> tuple[str, str]:
     return "generate_tta", f"{LOGS}/generate_tta/{method}/{video}.log"
 
 
-def read_methods(workdir: Path) -> list[str]:
-    """Method ids of the run: the methods table, else the folders under generations/."""
+def read_methods(workdir: Path) -> dict[str, str]:
+    """Method id -> analysis (``baseline``, ``final``, ``exploratory``) of the run: the
+    methods table (every variant ``final`` in a table without that column), else the folders
+    under generations/ (all ``final``)."""
     table = workdir / METHODS_TABLE
     if table.exists():
-        lines = table.read_text().splitlines()[1:]
-        return [line.split("\t")[0] for line in lines if line.strip()]
+        with open(table, newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        return {
+            r["method"]: r.get("analysis") or (BASELINE if r["method"] == BASELINE else "final")
+            for r in rows
+        }
     folder = workdir / GENERATIONS
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return {name: "final" for name in names}
 
 
 def read_manifest_rows(workdir: Path) -> list[dict[str, str]]:
@@ -161,10 +172,17 @@ def collect(workdir: Path) -> list[VideoStatus]:
     incomplete = snakemake_records(workdir, "incomplete")
     finished = snakemake_records(workdir, "metadata")
     job_ids = slurm_job_ids(workdir)
+    from sora_tta.data.manifest import ROLE_TEST, ROLE_VALIDATION, method_runs_on
+
+    final = [m for m, analysis in methods.items() if analysis == "final"]
+    has_validation = any(r.get("role") == ROLE_VALIDATION and r["status"] == "ok" for r in rows)
     statuses = []
     for method in methods:
+        roles = method_runs_on(method, final, has_validation, BASELINE)
         for row in rows:
             video, class_name = row["video_id"], row["class_name"]
+            if (row.get("role") or ROLE_TEST) not in roles:
+                continue
             if row["status"] != "ok":
                 detail = f"{row['status']}: {row['reason']}".rstrip(": ")
                 statuses.append(VideoStatus(method, video, class_name, "excluded", detail))
@@ -247,25 +265,33 @@ def select_videos(statuses: Sequence[VideoStatus], selectors: Iterable[str]) -> 
     return list(dict.fromkeys(chosen))
 
 
-def rerun_targets(workdir: Path, methods: Sequence[str], videos: Sequence[str]) -> list[str]:
-    """Files to force: each video's generation for every method, its clip when missing."""
+def rerun_targets(
+    workdir: Path, statuses: Sequence[VideoStatus], videos: Sequence[str]
+) -> list[str]:
+    """Files to force: each video's generation for every method that runs on it (a row of
+    ``statuses``), its clip when missing."""
     targets = []
     for video in videos:
         clip = f"{CLIPS}/{video}.mkv"
         if not (workdir / clip).exists():
             targets.append(clip)
-        targets += [generation_files(method, video)[0] for method in methods]
+        targets += [
+            generation_files(s.method, video)[0]
+            for s in statuses
+            if s.video_id == video and s.state != "excluded"
+        ]
     return targets
 
 
 def rerun_command(
     workdir: Path,
-    methods: Sequence[str],
+    statuses: Sequence[VideoStatus],
     videos: Sequence[str],
     snakemake_args: Sequence[str] = (),
     snakemake: str = "snakemake",
 ) -> list[str]:
-    """The Snakemake command regenerating ``videos`` (all methods) and what depends on them.
+    """The Snakemake command regenerating ``videos`` (every method that runs on them, from
+    ``statuses``) and what depends on them.
 
     ``--forcerun`` reruns the jobs of those files even when they are finished (or their
     folder was deleted, which a plain run ignores); their class's evaluations, the aggregate,
@@ -276,7 +302,7 @@ def rerun_command(
     command = [snakemake, *snakemake_args]
     if Path(workdir).resolve() != Path(os.getcwd()).resolve():
         command += ["--directory", str(workdir)]
-    return [*command, "--forcerun", *rerun_targets(workdir, methods, videos)]
+    return [*command, "--forcerun", *rerun_targets(workdir, statuses, videos)]
 
 
 def format_command(command: Sequence[str]) -> str:

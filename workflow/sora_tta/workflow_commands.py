@@ -153,8 +153,7 @@ def _run_status(args: argparse.Namespace) -> int:
         return 0
     try:
         videos = st.select_videos(statuses, args.rerun)
-        methods = list(dict.fromkeys(s.method for s in statuses))
-        command = st.rerun_command(args.directory, methods, videos, extra)
+        command = st.rerun_command(args.directory, statuses, videos, extra)
     except st.StatusError as err:
         raise CommandError(str(err)) from err
     print(f"\nregenerate {len(videos)} video(s) ({', '.join(videos)}) and what depends on them:")

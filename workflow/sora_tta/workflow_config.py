@@ -599,11 +599,20 @@ def method_settings(
     }
 
 
-def methods_rows(variants: Iterable[Any]) -> list[dict[str, str]]:
-    """One row per method (baseline first) for the methods table of the report."""
+def methods_rows(variants: Iterable[Any], final: Sequence[str] = ()) -> list[dict[str, str]]:
+    """One row per method (baseline first) for the methods table of the report; its
+    ``analysis`` is ``baseline``, ``final`` (method id in ``final``) or ``exploratory``."""
     from sora_tta.variants import BASELINE, canonical_json
 
-    rows = [{"method": BASELINE, "name": BASELINE, "changed": "", "parameters": "no adaptation"}]
+    rows = [
+        {
+            "method": BASELINE,
+            "name": BASELINE,
+            "changed": "",
+            "parameters": "no adaptation",
+            "analysis": BASELINE,
+        }
+    ]
     for variant in variants:
         rows.append(
             {
@@ -611,6 +620,7 @@ def methods_rows(variants: Iterable[Any]) -> list[dict[str, str]]:
                 "name": variant.name,
                 "changed": canonical_json(dict(variant.overrides)),
                 "parameters": canonical_json(dict(variant.params)),
+                "analysis": "final" if variant.method_id in final else "exploratory",
             }
         )
     return rows
@@ -794,6 +804,10 @@ def html_page(title: str, body: str) -> str:
 RANDOM_LPIPS_LABEL = "lpips (RANDOM backbone: pipeline test, not comparable)"
 
 
+#: Said above a table page without rows (e.g. the failures of a run where nothing failed).
+EMPTY_TABLE_NOTE = "No rows in this run."
+
+
 def table_page(
     path: str | os.PathLike[str],
     title: str,
@@ -825,6 +839,8 @@ def table_page(
     body = table.to_html(
         index=False, na_rep="", border=0, float_format=float_format.format, escape=True
     )
+    if table.empty:
+        body = f"<p>{EMPTY_TABLE_NOTE}</p>" + body
     return html_page(title, warning + body)
 
 
