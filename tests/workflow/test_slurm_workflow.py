@@ -171,7 +171,7 @@ def test_demo_through_slurm_equals_local_run(slurm, demo_run, tmp_path):
     videos = len(usable_videos(workdir))
     expected = {
         "make_synthetic_ucf101": 1,
-        "make_tiny_checkpoints": 1,
+        "proxy_checkpoints": 1,
         "manifest": 1,
         "preprocess": videos,
         "encode_prompts": 1,

@@ -22,6 +22,7 @@ try:
     from sora_tta.evaluation.definitions import FVD_FILE
     from sora_tta.io import write_json_atomic, write_text_atomic
     from sora_tta.prompts import NEGATIVE_FILE
+    from sora_tta.world.proxy import PROXY_FILE
 except ImportError as err:  # the package is the workflow's only software dependency
     raise WorkflowError(
         f"cannot import the sora_tta package ({err}); install it first: pip install -e ."
@@ -82,6 +83,7 @@ except ValueError as err:
 
 DATA = wc.data_paths(config)
 CKPT = wc.checkpoint_paths(config)
+BUILT_CHECKPOINTS = wc.built_checkpoints(config)  # tiny / proxy: made in the DAG
 
 # ---------------------------------------------------------------- result layout
 RESULTS = "results"
