@@ -17,14 +17,14 @@ from sora_tta import integrity as I
 from sora_tta.data.preprocess import PreprocessConfig, preprocess_video
 from sora_tta.data.video import write_lossless
 from sora_tta.models.text import save_prompt_embedding
-from sora_tta.prompts import prompt_id
+from sora_tta.prompts import NEGATIVE_FILE, prompt_file
 
 PROMPT = "a person playing guitar"
 OLD = 1_000_000_000_000_000_000  # an mtime (ns) long before the test runs
 
 
 def write_prompt(folder: Path, prompt: str = PROMPT) -> Path:
-    name = I.NEGATIVE_FILE if prompt == "" else f"{prompt_id(prompt)}.safetensors"
+    name = prompt_file(prompt)
     path = folder / name
     save_prompt_embedding(path, prompt, torch.zeros(1, 77, 64), torch.zeros(1, 32))
     return path
@@ -61,7 +61,7 @@ def test_prompt_file_problem(tmp_path):
 
 
 def test_prompt_file_problem_shapes(tmp_path):
-    path = tmp_path / f"{prompt_id(PROMPT)}.safetensors"
+    path = tmp_path / prompt_file(PROMPT)
     from safetensors.torch import save_file
 
     save_file({"txt": torch.zeros(5, 8), "y_vec": torch.zeros(1, 4)}, str(path), {"prompt": PROMPT})
@@ -139,7 +139,7 @@ def study(tmp_path: Path, source: Path) -> I.Intermediates:
     return I.Intermediates(
         layout=layout,
         methods={"baseline": {"method": "baseline"}},
-        videos={"v": I.Video("C", str(source), f"{prompt_id(PROMPT)}.safetensors")},
+        videos={"v": I.Video("C", str(source), prompt_file(PROMPT))},
         preprocess_command=command,
     )
 
@@ -155,7 +155,7 @@ def results(tmp_path, clip_pair) -> I.Intermediates:
     I.write_json_atomic(res / "methods" / "baseline.json", {"method": "baseline"})
     write_prompt(res / "prompts")
     write_prompt(res / "prompts", "")
-    set_time(res / "prompts" / I.NEGATIVE_FILE, OLD + 60)
+    set_time(res / "prompts" / NEGATIVE_FILE, OLD + 60)
     gen = res / "generations" / "baseline" / "v"
     gen.mkdir(parents=True)
     for name in ("video.mkv", "meta.json"):
@@ -196,7 +196,7 @@ def test_dry_run_writes_nothing(results):
 
 def test_truncated_prompt_stops_the_run_naming_the_repair(results):
     prompts = Path(results.layout.prompt_dir)
-    path = prompts / f"{prompt_id(PROMPT)}.safetensors"
+    path = prompts / prompt_file(PROMPT)
     path.write_bytes(path.read_bytes()[:100])
     report = I.check_intermediates(results)
     assert [p.path for p in report.unrepaired] == [str(path)]
@@ -231,7 +231,7 @@ def test_clip_without_its_source_stops_the_run_naming_both(results):
 
 def test_deleted_prompt_is_named_only_when_results_depend_on_it(results):
     prompts = Path(results.layout.prompt_dir)
-    path = prompts / f"{prompt_id(PROMPT)}.safetensors"
+    path = prompts / prompt_file(PROMPT)
     path.unlink()
     report = I.check_intermediates(results)
     assert [(p.path, p.reason) for p in report.unrepaired] == [(str(path), "missing")]

@@ -105,6 +105,13 @@ def test_summary_and_tsv(run: Path) -> None:
     assert len(rows) == 10 and rows[0]["state"] == "done"
 
 
+def test_recorded_failure_is_failed_with_its_reason(run: Path) -> None:
+    meta, _ = st.generation_files("r4-abc", "v_B_g01_c01")
+    touch(run / meta, '{"outcome": "failed", "stage": "adapt", "error": "loss is nan"}')
+    status = next(s for s in st.collect(run) if (s.method, s.video_id) == ("r4-abc", "v_B_g01_c01"))
+    assert (status.state, status.detail) == ("failed", "outcome failed at adapt: loss is nan")
+
+
 def test_selection_and_rerun_command(run: Path) -> None:
     statuses = st.collect(run)
     assert st.select_videos(statuses, ["FAILED"]) == ["v_A_g02_c01", "v_C_g01_c01"]
@@ -118,8 +125,8 @@ def test_selection_and_rerun_command(run: Path) -> None:
     assert command == [
         "snakemake", "--cores", "2", "--directory", str(run), "--forcerun",
         "results/clips/v_B_g01_c01.mkv",
-        "results/generations/baseline/v_B_g01_c01/video.mkv",
-        "results/generations/r4-abc/v_B_g01_c01/video.mkv",
+        "results/generations/baseline/v_B_g01_c01/meta.json",
+        "results/generations/r4-abc/v_B_g01_c01/meta.json",
     ]  # fmt: skip
 
 
@@ -141,11 +148,11 @@ def test_exploratory_variants_have_rows_only_on_validation_videos(run: Path) -> 
     command = st.rerun_command(run, statuses, ["v_A_g01_c01", "v_C_g01_c01"])
     forced = [t for t in command if "/generations/" in t]
     assert forced == [
-        "results/generations/baseline/v_A_g01_c01/video.mkv",
-        "results/generations/r4-abc/v_A_g01_c01/video.mkv",
-        "results/generations/baseline/v_C_g01_c01/video.mkv",
-        "results/generations/r4-abc/v_C_g01_c01/video.mkv",
-        "results/generations/x-def/v_C_g01_c01/video.mkv",
+        "results/generations/baseline/v_A_g01_c01/meta.json",
+        "results/generations/r4-abc/v_A_g01_c01/meta.json",
+        "results/generations/baseline/v_C_g01_c01/meta.json",
+        "results/generations/r4-abc/v_C_g01_c01/meta.json",
+        "results/generations/x-def/v_C_g01_c01/meta.json",
     ]
 
 

@@ -1,8 +1,9 @@
 """Fixtures of the workflow tests: a Snakemake runner and one shared, completed demo run.
 
-The demo run (the whole study on the synthetic data and tiny checkpoints, a few minutes on
-two cores) is made once per session; tests that change things work on a copy of it, so the
-copies keep Snakemake's metadata and file times and a rerun does only what the change asks.
+The demo run (the whole study on the procedural world and the proxy checkpoints, a few
+minutes on two cores) is made once per session; tests that change things work on a copy of
+it, so the copies keep Snakemake's metadata and file times and a rerun does only what the
+change asks.
 """
 
 from __future__ import annotations

@@ -100,7 +100,10 @@ def test_broken_videos_are_manifest_rows_and_block_nothing(demo_run):
             assert not (demo_run / f"results/clips/{row['video_id']}.mkv").exists()
     long = (demo_run / "results/aggregate/long.csv").read_text()
     assert all(row["video_id"] not in long for row in rows if row["status"] != "ok")
-    assert all(video in long for video in usable_videos(demo_run))
+    # long.csv is the headline's table: the test videos; the validation videos have their own
+    assert all(video in long for video in role_videos(demo_run, "test"))
+    validation = (demo_run / "results/aggregate/validation_summary.csv").read_text()
+    assert validation.count("\n") > 1
 
 
 def executed_rules(output: str) -> dict[str, int]:
@@ -128,30 +131,46 @@ def corrupted_later(demo_run, tmp_path_factory):
 
 
 def test_video_corrupted_later_drops_out_without_rerunning_the_others(corrupted_later):
-    """Rebuilding the manifest after a video went bad reruns only manifest-level jobs."""
+    """Rebuilding the manifest after a video went bad reruns only manifest-level jobs and
+    the evaluation of the victim's class for the methods that ran on it (its other video
+    is evaluated again, without the victim)."""
     workdir, victim, before, result = corrupted_later
     row = next(r for r in manifest_rows(workdir) if r["video_id"] == victim)
     assert row["status"] == "unreadable", row
+    on_victim = [m for m in method_ids(workdir) if victim in generated_videos(workdir, m)]
     assert executed_rules(result.output) == {
         "manifest": 1,
         "encode_prompts": 1,  # keeps the cached prompts, encodes none
+        "evaluate": len(on_victim),
         "aggregate": 1,
         "cost_plan": 1,
         "plot": 1,
         "report_pages": 1,
         "all": 1,
     }
-    for name, digests in before.items():
-        assert digest_tree(workdir / "results" / name) == digests, name
+    assert digest_tree(workdir / "results" / "generations") == before["generations"]
+    class_files = {f"{m}/{class_of(workdir, victim)}.json" for m in on_victim}
+    metrics = digest_tree(workdir / "results" / "metrics")
+    assert {k: v for k, v in metrics.items() if k not in class_files} == {
+        k: v for k, v in before["metrics"].items() if k not in class_files
+    }
     summary = (workdir / "results/aggregate/summary.md").read_text()
-    assert f"The manifest lists {len(usable_videos(workdir))} usable videos" in summary
+    test, validation = (len(role_videos(workdir, role)) for role in ("test", "validation"))
+    assert (
+        f"The manifest lists {test} usable test videos and {validation} usable validation"
+        in summary
+    )
     assert "Nothing to be done" in dry_run(workdir).output
 
 
 def test_dropped_video_leaves_the_tables(corrupted_later):
-    """Its old metrics files stay on disk, but the tables only count usable videos."""
+    """Its class's metrics files and the tables count only usable videos (its generations
+    stay on disk)."""
     workdir, victim, _, _ = corrupted_later
-    assert victim in metrics_videos(workdir, BASELINE, class_of(workdir, victim))
+    cls = class_of(workdir, victim)
+    others = [v for v in usable_videos(workdir) if class_of(workdir, v) == cls]
+    assert others and metrics_videos(workdir, BASELINE, cls) == others
+    assert (workdir / f"results/generations/{BASELINE}/{victim}/video.mkv").is_file()
     assert victim not in (workdir / "results/aggregate/long.csv").read_text()
     assert victim not in (workdir / "results/report/summary.html").read_text()
 
@@ -207,12 +226,11 @@ def test_failing_generation_leaves_others_and_rerun_is_only_that_video(demo_copy
         "generate_tta": len(methods) - 1,
         "evaluate": len(methods),
         "aggregate": 1,
-        "fvd": 1,  # its table went with aggregate/
         "cost_plan": 1,
         "plot": 1,
         "report_pages": 1,
         "all": 1,
-        "total": 2 * len(methods) + 6,
+        "total": 2 * len(methods) + 5,
     }
     per_video = [b for b in job_blocks(result.output) if "video" in wildcards_of(b)]
     assert per_video and all(wildcards_of(b)["video"] == victim for b in per_video)

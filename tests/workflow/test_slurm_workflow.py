@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SNAKEMAKE, usable_videos, workflow_env
+from conftest import REPO, SNAKEMAKE, manifest_rows, role_videos, usable_videos, workflow_env
 
 from sora_tta import workflow_config as wc
 
@@ -169,15 +169,18 @@ def test_demo_through_slurm_equals_local_run(slurm, demo_run, tmp_path):
         assert list(log_dir.rglob(f"{job['JobId']}.log")), (rule, job["JobId"])
 
     videos = len(usable_videos(workdir))
+    validation = len(role_videos(workdir, "validation"))
+    classes = len({r["class_name"] for r in manifest_rows(workdir) if r["status"] == "ok"})
     expected = {
         "make_synthetic_ucf101": 1,
-        "make_tiny_checkpoints": 1,
+        "proxy_checkpoints": 1,
         "manifest": 1,
         "preprocess": videos,
         "encode_prompts": 1,
         "generate_baseline": videos,
-        "generate_tta": 2 * videos,
-        "evaluate": 3 * videos,
+        # the final variant on every video, the two exploratory controls on validation only
+        "generate_tta": videos + 2 * validation,
+        "evaluate": 4 * classes,  # one per (method, class); every class has both roles
         "aggregate": 1,
         "plot": 1,
     }

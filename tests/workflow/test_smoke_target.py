@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_smoke_generates_two_checked_videos_and_catches_a_bad_one(tmp_path):
     result = snakemake(tmp_path, "smoke", "--cores", "2")
     assert result.job_counts() == {
-        "make_tiny_checkpoints": 1,
+        "proxy_checkpoints": 1,
         "smoke_generate": 2,
         "smoke": 1,
         "total": 4,

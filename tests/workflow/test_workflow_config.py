@@ -175,6 +175,47 @@ def test_paths_and_manifest_options():
     assert ckpt.clip == "ckpts/openai/clip-vit-large-patch14"
 
 
+def test_demo_builds_the_novel_world_and_copies_the_proxy():
+    """The demo's data and checkpoints: the commands the DAG runs, parsed by the real CLI."""
+    import shlex
+
+    from sora_tta.cli import build_parser
+
+    demo = load("demo.yaml")
+    validate_with_defaults(demo)
+    assert wc.built_checkpoints(demo) == "proxy"
+    command = shlex.split(wc.synthetic_data_args(demo, "out dir"))
+    args = build_parser().parse_args(command)
+    assert command[0] == "make-world" and args.distribution == "novel"
+    assert (args.out.as_posix(), args.classes, args.per_class, args.clips_per_group) == (
+        "out dir",
+        3,
+        2,
+        1,
+    )
+    assert args.broken and args.frames >= demo["sampling"]["num_frames"]
+    # the manifest's captions: the world's, unless the user gives their own
+    assert "--caption-overrides results/demo/ucf101/captions.tsv" in wc.manifest_options(demo)
+    demo["selection"]["caption_overrides"] = "mine.tsv"
+    assert "--caption-overrides mine.tsv" in wc.manifest_options(demo)
+    # the plane-wave stand-in and the tiny family (what tests use for arbitrary shapes)
+    demo["data"]["synthetic"]["world"] = None
+    demo["data"]["synthetic"]["broken"] = False
+    command = shlex.split(wc.synthetic_data_args(demo, "o"))
+    assert command[:2] == ["make-synthetic-ucf101", "o"] and "--no-broken" in command
+    build_parser().parse_args(command)
+    assert wc.world_captions(demo) is None
+    demo["checkpoints"] = {"dir": "c", "tiny": {"seed": 0}}
+    assert wc.built_checkpoints(demo) == "tiny"
+    demo["checkpoints"]["proxy"] = True
+    assert "checkpoints: tiny and proxy are exclusive; set at most one" in wc.config_problems(
+        demo, SCHEMA
+    )
+    del demo["checkpoints"]["tiny"]
+    demo["checkpoints"]["proxy"] = False
+    assert wc.built_checkpoints(demo) is None
+
+
 def make_checkpoint_tree(root: Path) -> None:
     (root / "google/t5-v1_1-xxl").mkdir(parents=True)
     (root / "openai/clip-vit-large-patch14").mkdir(parents=True)

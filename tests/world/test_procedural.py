@@ -14,9 +14,9 @@ from sora_tta.data.manifest import read_manifest
 from sora_tta.data.preprocess import resize_cover_crop
 from sora_tta.data.ucf101 import load_split
 from sora_tta.io import read_json
+from sora_tta.layout import WORLD_CAPTIONS_FILE
 from sora_tta.world.procedural import (
     APPEARANCES,
-    CAPTIONS_FILE,
     NOVEL,
     PRETRAIN,
     WORLD_FILE,
@@ -71,7 +71,7 @@ def test_layout_captions_and_manifest(tmp_path: Path) -> None:
     code = cli.main(
         ["manifest", "--ucf-root", str(out / "UCF-101"), "--splits-dir",
          str(out / "ucfTrainTestlist"), "--split", "1", "--subset", "test", "--per-class", "2",
-         "--caption-overrides", str(out / CAPTIONS_FILE), "--expected-size", "80x64",
+         "--caption-overrides", str(out / WORLD_CAPTIONS_FILE), "--expected-size", "80x64",
          "--out", str(manifest)]
     )  # fmt: skip
     assert code == 0

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 
+import pytest
+
+from sora_tta.cli import main
 from sora_tta.io import read_json
 from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import load_mmdit
 from sora_tta.models.mmdit import mmdit_config
 from sora_tta.models.pipeline import load_text_encoders_from
 from sora_tta.models.vae import load_vae
-from sora_tta.world.pretrain import PROXY_FILE
-from sora_tta.world.proxy import proxy_checkpoint_dir
+from sora_tta.world.proxy import (
+    PROXY_FILE,
+    ProxyCheckpointError,
+    copy_proxy_checkpoints,
+    proxy_checkpoint_dir,
+)
 
 
 def test_committed_checkpoints_load_and_match_their_record() -> None:
@@ -34,3 +43,26 @@ def test_committed_checkpoints_load_and_match_their_record() -> None:
 def test_checkpoint_folder_is_small() -> None:
     total = sum(p.stat().st_size for p in proxy_checkpoint_dir().rglob("*") if p.is_file())
     assert total < 8 * 2**20
+
+
+def test_copy_is_verified_and_complete(tmp_path: Path) -> None:
+    assert main(["proxy-checkpoints", str(tmp_path / "ckpts")]) == 0
+    source = proxy_checkpoint_dir()
+    copied = sorted(p.relative_to(tmp_path / "ckpts") for p in (tmp_path / "ckpts").rglob("*"))
+    assert copied == sorted(p.relative_to(source) for p in source.rglob("*"))
+    assert (tmp_path / "ckpts" / PROXY_FILE).read_bytes() == (source / PROXY_FILE).read_bytes()
+
+
+def test_damaged_weights_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged"
+    shutil.copytree(proxy_checkpoint_dir(), damaged)
+    layout = CheckpointLayout(damaged)
+    data = bytearray(layout.vae.read_bytes())
+    data[-1] ^= 0xFF  # one bit pattern changed in the last weight
+    layout.vae.write_bytes(bytes(data))
+    with pytest.raises(ProxyCheckpointError, match=r"hunyuan_vae\.safetensors"):
+        copy_proxy_checkpoints(tmp_path / "out", source=damaged)
+    assert not (tmp_path / "out").exists()
+    (damaged / PROXY_FILE).unlink()
+    with pytest.raises(ProxyCheckpointError, match="unfinished"):
+        copy_proxy_checkpoints(tmp_path / "out", source=damaged)

@@ -21,6 +21,8 @@ try:
     from sora_tta import workflow_config as wc
     from sora_tta.evaluation.definitions import FVD_FILE
     from sora_tta.io import write_json_atomic, write_text_atomic
+    from sora_tta.prompts import NEGATIVE_FILE
+    from sora_tta.world.proxy import PROXY_FILE
 except ImportError as err:  # the package is the workflow's only software dependency
     raise WorkflowError(
         f"cannot import the sora_tta package ({err}); install it first: pip install -e ."
@@ -81,6 +83,7 @@ except ValueError as err:
 
 DATA = wc.data_paths(config)
 CKPT = wc.checkpoint_paths(config)
+BUILT_CHECKPOINTS = wc.built_checkpoints(config)  # tiny / proxy: made in the DAG
 
 # ---------------------------------------------------------------- result layout
 RESULTS = "results"
@@ -88,7 +91,7 @@ MANIFEST = f"{RESULTS}/manifest.csv"
 CLIP = f"{RESULTS}/clips/{{video}}.mkv"
 CLIP_SIDECAR = f"{RESULTS}/clips/{{video}}.json"
 PROMPT_DIR = f"{RESULTS}/prompts"
-NEGATIVE = f"{PROMPT_DIR}/negative.safetensors"
+NEGATIVE = f"{PROMPT_DIR}/{NEGATIVE_FILE}"
 METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
 GEN_DIR = f"{RESULTS}/generations/{{method}}/{{video}}"
 GEN_VIDEO = f"{GEN_DIR}/video.mkv"

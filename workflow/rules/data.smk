@@ -3,7 +3,8 @@
 if DATA.synthetic_out:
 
     rule make_synthetic_ucf101:
-        """Synthetic UCF-101 stand-in (demo): videos, split lists and broken cases."""
+        """Synthetic UCF-101 stand-in (demo): videos, split lists and broken cases; the
+        procedural world (with its captions) when data.synthetic.world is set."""
         output:
             directory(DATA.synthetic_out),
         log:
@@ -11,23 +12,15 @@ if DATA.synthetic_out:
         benchmark:
             benchmark_path("make_synthetic_ucf101")
         params:
-            classes=config["data"]["synthetic"]["classes"],
-            per_class=config["data"]["synthetic"]["per_class"],
-            clips_per_group=config["data"]["synthetic"]["clips_per_group"],
-            frames=config["data"]["synthetic"]["frames"],
-            seed=config["data"]["synthetic"]["seed"],
-            broken="" if config["data"]["synthetic"]["broken"] else "--no-broken",
+            args=lambda wildcards, output: wc.synthetic_data_args(config, output[0]),
         shell:
-            "sora-tta make-synthetic-ucf101 {output:q} --classes {params.classes}"
-            " --per-class {params.per_class} --clips-per-group {params.clips_per_group}"
-            " --frames {params.frames} --seed {params.seed}"
-            " {params.broken} > {log} 2>&1"
+            "sora-tta {params.args} > {log} 2>&1"
 
 
-if config["checkpoints"].get("tiny") is not None:
+if BUILT_CHECKPOINTS == "tiny":
 
     rule make_tiny_checkpoints:
-        """Tiny seeded checkpoint family in the official layout (demo, tests)."""
+        """Tiny seeded checkpoint family in the official layout (tests)."""
         output:
             mmdit=CKPT.mmdit,
             vae=CKPT.vae,
@@ -43,6 +36,27 @@ if config["checkpoints"].get("tiny") is not None:
             seed=config["checkpoints"]["tiny"]["seed"],
         shell:
             "sora-tta make-tiny-checkpoints {params.root:q} --seed {params.seed} > {log} 2>&1"
+
+
+if BUILT_CHECKPOINTS == "proxy":
+
+    rule proxy_checkpoints:
+        """The committed proxy checkpoints (pretrained on the procedural world; demo),
+        copied into checkpoints.dir after a SHA-256 check."""
+        output:
+            mmdit=CKPT.mmdit,
+            vae=CKPT.vae,
+            t5=directory(CKPT.t5),
+            clip=directory(CKPT.clip),
+            description=f"{CKPT.root}/{PROXY_FILE}",
+        log:
+            log_path("proxy_checkpoints"),
+        benchmark:
+            benchmark_path("proxy_checkpoints")
+        params:
+            root=lambda wildcards, output: os.path.dirname(output.mmdit),
+        shell:
+            "sora-tta proxy-checkpoints {params.root:q} > {log} 2>&1"
 
 
 checkpoint manifest:

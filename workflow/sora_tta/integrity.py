@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sora_tta.io import write_json_atomic
-from sora_tta.prompts import NEGATIVE_PROMPT, prompt_id
-from sora_tta.tta.commands import NEGATIVE_FILE
+from sora_tta.prompts import NEGATIVE_FILE, prompt_file
 
 #: Encoded prompt files that the preflight removed, with the time to give the new file
 #: (``encode-prompts`` applies and removes it): {file name: mtime in ns}.
@@ -105,7 +104,7 @@ def prompt_file_problem(path: str | os.PathLike[str]) -> str | None:
     prompt = (header.get("__metadata__") or {}).get("prompt")
     if prompt is None:
         return "metadata has no 'prompt'"
-    expected = NEGATIVE_FILE if prompt == NEGATIVE_PROMPT else f"{prompt_id(prompt)}.safetensors"
+    expected = prompt_file(prompt)
     if path.name != expected:
         return f"holds the embedding of {prompt!r}, which belongs in {expected}"
     return None

@@ -46,3 +46,8 @@ class CheckpointLayout:
     def clip(self) -> Path:
         """The CLIP text-encoder folder."""
         return self.root / CLIP_DIR
+
+
+#: Captions of a procedural world tree (``sora-tta make-world``): video id -> caption, the
+#: manifest's ``--caption-overrides`` format.
+WORLD_CAPTIONS_FILE = "captions.tsv"

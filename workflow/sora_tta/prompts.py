@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 
 NEGATIVE_PROMPT = ""
+#: File name of the negative prompt's embedding.
+NEGATIVE_FILE = "negative.safetensors"
 DEFAULT_FPS = 24
 DEFAULT_MOTION_SCORE = 4
 
@@ -33,3 +35,9 @@ def format_prompt(
 def prompt_id(prompt: str) -> str:
     """Stable file name stem of a prompt: the first 16 hex digits of its SHA-1."""
     return hashlib.sha1(prompt.encode()).hexdigest()[:16]
+
+
+def prompt_file(prompt: str) -> str:
+    """File name of a prompt's embedding in the prompt folder: :data:`NEGATIVE_FILE` for the
+    negative prompt, else ``{prompt_id}.safetensors``."""
+    return NEGATIVE_FILE if prompt == NEGATIVE_PROMPT else f"{prompt_id(prompt)}.safetensors"

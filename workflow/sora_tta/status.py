@@ -5,7 +5,9 @@ metadata (``.snakemake/metadata``: finished jobs; ``.snakemake/incomplete``: job
 and did not finish) of a workflow directory and classifies every (method, video):
 
 - ``done``: the generated video and its ``meta.json`` exist and no job is marked incomplete;
-- ``failed``: an output is missing and the job's log has an error line (the detail is the
+- ``failed``: the generation recorded a deterministic failure (``meta.json`` with
+  ``"outcome": "failed"``: divergence, non-finite samples), or an output is missing and
+  the job's log has an error line (the detail is the
   last one; the SLURM job id comes from ``.snakemake/slurm_logs`` when the job ran there),
   or the job is marked incomplete (killed mid-way);
 - ``pending``: no output and no log yet (never run), or the output was deleted after its job
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import os
 import re
 import shlex
@@ -68,9 +71,10 @@ class VideoStatus:
 
 
 def generation_files(method: str, video: str) -> tuple[str, str]:
-    """The generated video and its ``meta.json`` (relative to the workflow directory)."""
+    """The generation job's output, ``meta.json`` (what Snakemake records and ``--forcerun``
+    names), and the generated video (relative to the workflow directory)."""
     folder = f"{GENERATIONS}/{method}/{video}"
-    return f"{folder}/video.mkv", f"{folder}/meta.json"
+    return f"{folder}/meta.json", f"{folder}/video.mkv"
 
 
 def rule_and_log(method: str, video: str) -> tuple[str, str]:
@@ -163,6 +167,19 @@ def error_line(log: Path) -> str:
     return errors[-1][:300] if errors else ""
 
 
+def failed_outcome(meta: Path) -> str:
+    """What a generation recorded as its deterministic failure (divergence, non-finite
+    samples: ``"outcome": "failed"`` in its ``meta.json``, a final result that reruns would
+    repeat), or "" when it recorded none."""
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(record, dict) or record.get("outcome") != "failed":
+        return ""
+    return f"outcome failed at {record.get('stage')}: {record.get('error')}"
+
+
 def collect(workdir: Path) -> list[VideoStatus]:
     """The state of every (method, video) of the run in ``workdir``."""
     rows = read_manifest_rows(workdir)
@@ -195,6 +212,8 @@ def collect(workdir: Path) -> list[VideoStatus]:
                 state, detail = "failed", "incomplete: the job was killed before it finished"
             elif all((workdir / out).exists() for out in outputs):
                 state, detail = "done", ""
+            elif failed_outcome(workdir / outputs[0]):
+                state, detail = "failed", failed_outcome(workdir / outputs[0])
             elif log.exists() and error_line(log):
                 state, detail = "failed", error_line(log)
             elif outputs[0] in finished or log.exists():

@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from sora_tta.layout import CLIP_DIR, MMDIT_FILE, T5_DIR, VAE_FILE
+from sora_tta.layout import CLIP_DIR, MMDIT_FILE, T5_DIR, VAE_FILE, WORLD_CAPTIONS_FILE
 from sora_tta.models.compile import compile_mode
 from sora_tta.variants import kinds_from_schema
 
@@ -154,6 +154,9 @@ def semantic_problems(config: Mapping[str, Any]) -> list[str]:
         for key in ("ucf_root", "splits_dir"):
             if not data.get(key):
                 problems.append(f"data.{key}: required (or set data.synthetic for the demo)")
+    checkpoints = _section(config, "checkpoints")
+    if checkpoints.get("tiny") is not None and checkpoints.get("proxy") is True:
+        problems.append("checkpoints: tiny and proxy are exclusive; set at most one")
     selection = _section(config, "selection")
     if selection.get("per_class") is not None and selection.get("total") is not None:
         problems.append("selection: per_class and total are exclusive; set at most one")
@@ -391,6 +394,40 @@ def data_paths(config: Mapping[str, Any]) -> DataPaths:
     return DataPaths(str(data["ucf_root"]), str(data["splits_dir"]), None)
 
 
+def synthetic_data_args(config: Mapping[str, Any], out: str) -> str:
+    """``sora-tta`` subcommand and flags that build ``data.synthetic`` into ``out``, shell-quoted:
+    ``make-world`` for a procedural world (``world`` set), else ``make-synthetic-ucf101``."""
+    synthetic = _section(config, "data")["synthetic"]
+    shared = {
+        "--classes": synthetic["classes"],
+        "--per-class": synthetic["per_class"],
+        "--clips-per-group": synthetic["clips_per_group"],
+        "--frames": synthetic["frames"],
+        "--seed": synthetic["seed"],
+    }
+    if synthetic.get("world"):
+        flags = {"--out": out, "--distribution": synthetic["world"], **shared}
+        return "make-world " + _options({**flags, "--broken": bool(synthetic["broken"])})
+    flags = {**shared, "--no-broken": not synthetic["broken"]}
+    return f"make-synthetic-ucf101 {shlex.quote(out)} " + _options(flags)
+
+
+def world_captions(config: Mapping[str, Any]) -> str | None:
+    """The captions file of a procedural world built in the DAG (video id -> caption from its
+    parameters), which the manifest uses unless ``selection.caption_overrides`` is set."""
+    paths, synthetic = data_paths(config), _section(config, "data").get("synthetic") or {}
+    return f"{paths.synthetic_out}/{WORLD_CAPTIONS_FILE}" if synthetic.get("world") else None
+
+
+def built_checkpoints(config: Mapping[str, Any]) -> str | None:
+    """Which checkpoint family the DAG builds into ``checkpoints.dir``: ``tiny``, ``proxy``
+    or None (the real checkpoints are read)."""
+    checkpoints = _section(config, "checkpoints")
+    if checkpoints.get("tiny") is not None:
+        return "tiny"
+    return "proxy" if checkpoints.get("proxy") is True else None
+
+
 def split_list_files(config: Mapping[str, Any]) -> list[str]:
     """The split files the manifest reads: ``classInd.txt``, ``{subset}list0{split}.txt`` and
     the validation selection's list, if any."""
@@ -448,7 +485,7 @@ def manifest_options(config: Mapping[str, Any]) -> str:
             "--total": selection.get("total"),
             "--max-per-group": selection.get("max_per_group"),
             "--list": selection.get("list"),
-            "--caption-overrides": selection.get("caption_overrides"),
+            "--caption-overrides": selection.get("caption_overrides") or world_captions(config),
             "--decode-check": bool(selection.get("decode_check")),
             **validation_options(selection.get("validation")),
             "--exclude": json.dumps(selection["exclude"]) if selection.get("exclude") else None,
@@ -538,7 +575,7 @@ def required_files(
         for key in ("list", "caption_overrides"):
             if selection.get(key):
                 reqs.append(Requirement.path(f"selection.{key} file", str(selection[key])))
-    if not _section(config, "checkpoints").get("tiny"):
+    if built_checkpoints(config) is None:
         ckpt = checkpoint_paths(config)
         reqs.append(Requirement.path("Open-Sora v2.0 MMDiT checkpoint", ckpt.mmdit))
         reqs.append(Requirement.path("HunyuanVideo VAE checkpoint", ckpt.vae))

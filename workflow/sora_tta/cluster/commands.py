@@ -34,7 +34,11 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="wall-clock on N GPUs (repeatable; default: the config's plan.gpus)",
     )
-    plan.add_argument("--videos", type=int, help="override the number of videos")
+    plan.add_argument(
+        "--videos",
+        type=opts.positive_int,
+        help="override the number of videos (all test videos: every method runs on each)",
+    )
     plan.add_argument(
         "--results",
         type=Path,

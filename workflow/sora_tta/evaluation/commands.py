@@ -247,6 +247,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from sora_tta.devices import resolve_device
     from sora_tta.evaluation import lpips_model
     from sora_tta.evaluation.definitions import FILE_SCHEMA
+    from sora_tta.evaluation.failures import generation_outcome
     from sora_tta.evaluation.metrics import evaluate_clips
     from sora_tta.io import write_json_atomic
 
@@ -320,26 +321,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
         f" ({len(failures)} failed generations recorded)" if failures else "",
     )
     return 0
-
-
-def generation_outcome(path: str) -> tuple[dict[str, Any] | None, str]:
-    """(the failure recorded by a generation, None if it succeeded; the path of its video).
-
-    ``path`` is a video.mkv, or the generation's meta.json (its video lies next to it)."""
-    from pathlib import Path
-
-    from sora_tta.io import read_json
-    from sora_tta.tta.generate import META_FILE, OUTCOME_FAILED, VIDEO_FILE
-
-    if Path(path).name != META_FILE:
-        return None, path
-    try:
-        meta = read_json(path)
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err.strerror})") from err
-    if isinstance(meta, dict) and meta.get("outcome") == OUTCOME_FAILED:
-        return {"stage": meta.get("stage"), "error": meta.get("error")}, path
-    return None, str(Path(path).with_name(VIDEO_FILE))
 
 
 def read_pair(generated_path: str, reference_path: str, num_frames: int) -> tuple[Any, Any]:

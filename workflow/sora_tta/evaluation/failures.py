@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,6 +18,23 @@ from sora_tta.io import read_json
 
 FAILURE_COLUMNS = ("method", "class", "video", "stage", "error")
 DROPPED_COLUMNS = ("method", "n_dropped_pairs", "dropped_pairs")
+
+
+def generation_outcome(path: str) -> tuple[dict[str, Any] | None, str]:
+    """(the failure recorded by a generation, None if it succeeded; the path of its video).
+
+    ``path`` is a video.mkv, or the generation's meta.json (its video lies next to it)."""
+    from sora_tta.tta.generate import META_FILE, OUTCOME_FAILED, VIDEO_FILE
+
+    if Path(path).name != META_FILE:
+        return None, path
+    try:
+        meta = read_json(path)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror})") from err
+    if isinstance(meta, dict) and meta.get("outcome") == OUTCOME_FAILED:
+        return {"stage": meta.get("stage"), "error": meta.get("error")}, path
+    return None, str(Path(path).with_name(VIDEO_FILE))
 
 
 def read_failures(

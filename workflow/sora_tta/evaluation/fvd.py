@@ -465,7 +465,7 @@ def study_fvd(
     continuations from ``generations_dir/{method}/{video}/`` (a generation whose
     ``meta.json`` records a failure leaves that video out for the method), ground truth from
     ``clips_dir/{video}.mkv``; without weights, :func:`skipped_table`."""
-    from sora_tta.evaluation.commands import generation_outcome
+    from sora_tta.evaluation.failures import generation_outcome
     from sora_tta.tta.generate import META_FILE
 
     if config.weights is None:

@@ -67,7 +67,12 @@ def summary_markdown(
     counts = per_video(long).groupby("method")["video"].nunique()
     count_text = ", ".join(f"{m}: {int(counts.get(m, 0))}" for m in config.methods)
     lines.append(f"Videos evaluated per method: {count_text}.")
-    if expected_videos is not None:
+    if expected_videos is not None and validation is not None and validation[1]:
+        lines.append(
+            f"The manifest lists {expected_videos} usable test videos and {validation[1]} "
+            "usable validation videos."
+        )
+    elif expected_videos is not None:
         lines.append(f"The manifest lists {expected_videos} usable videos.")
     random = [m for m in config.methods if "random" in lpips_backbones(long, m)]
     if random:

@@ -24,8 +24,6 @@ from sora_tta.cli_options import positive_int
 
 logger = logging.getLogger(__name__)
 
-NEGATIVE_FILE = "negative.safetensors"
-
 
 def register(subparsers: Any) -> None:
     """Add ``generate`` and ``encode-prompts`` to the top-level parser."""
@@ -213,8 +211,7 @@ def prompt_files_for_manifest(
 ) -> dict[str, str]:
     """Map each usable video (``status == "ok"``) of a manifest DataFrame to its prompt id.
 
-    The prompt file of a video is ``{prompt_id}.safetensors`` in the prompt folder; the
-    negative prompt is always ``negative.safetensors``.
+    The prompt file of a video is :func:`sora_tta.prompts.prompt_file` of its prompt.
     """
     from sora_tta.prompts import format_prompt, prompt_id
 
@@ -232,7 +229,7 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
     from sora_tta.integrity import RESTORE_TIMES_FILE, prompt_file_problem, read_restore_times
     from sora_tta.models import pipeline
     from sora_tta.models.text import save_prompt_embedding
-    from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
+    from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt, prompt_file
 
     try:
         manifest = read_manifest(args.manifest)
@@ -249,8 +246,7 @@ def encode_prompts_command(args: argparse.Namespace) -> int:
         mapping[str(video)]: format_prompt(str(caption), args.fps, args.motion_score)
         for video, caption in zip(usable["video_id"], usable["caption"], strict=True)
     }
-    wanted = {f"{pid}.safetensors": text for pid, text in prompts.items()}
-    wanted[NEGATIVE_FILE] = NEGATIVE_PROMPT
+    wanted = {prompt_file(text): text for text in [*prompts.values(), NEGATIVE_PROMPT]}
     # Missing or damaged files are (re)encoded; intact ones are kept.
     todo = {
         name: text

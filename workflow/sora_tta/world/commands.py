@@ -41,6 +41,12 @@ def register(subparsers: Any) -> None:
     world.add_argument(
         "--frames", type=positive_int, default=80, help="frames per video (default 80)"
     )
+    world.add_argument(
+        "--clips-per-group",
+        type=positive_int,
+        default=4,
+        help="clips of one group (scene); split s tests every third group (default 4)",
+    )
     opts.add_seed(world, "world seed")
     world.add_argument("--width", type=positive_int, default=320, help="frame width (default 320)")
     world.add_argument(
@@ -70,6 +76,16 @@ def register(subparsers: Any) -> None:
     proxy.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     proxy.set_defaults(func=pretrain_proxy_command)
 
+    copy = subparsers.add_parser(
+        "proxy-checkpoints",
+        help="copy the committed, pretrained proxy checkpoints into a folder (verified)",
+        description="Copy the proxy checkpoints shipped with the package (official layout, "
+        "pretrained on the procedural world by pretrain-proxy; docs/proxy.md) into OUT and "
+        "check the weights against the SHA-256 recorded in their proxy.json.",
+    )
+    copy.add_argument("out", type=Path, metavar="OUT", help="checkpoint folder to write")
+    copy.set_defaults(func=proxy_checkpoints_command)
+
 
 def make_world_command(args: argparse.Namespace) -> int:
     """Write a world tree."""
@@ -82,6 +98,7 @@ def make_world_command(args: argparse.Namespace) -> int:
             per_class=args.per_class,
             frames=args.frames,
             seed=args.seed,
+            clips_per_group=args.clips_per_group,
             width=args.width,
             height=args.height,
             broken=args.broken,
@@ -94,11 +111,24 @@ def make_world_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def proxy_checkpoints_command(args: argparse.Namespace) -> int:
+    """Copy the committed proxy checkpoints into ``args.out``."""
+    from sora_tta.world.proxy import ProxyCheckpointError, copy_proxy_checkpoints
+
+    try:
+        copied = copy_proxy_checkpoints(args.out)
+    except (ProxyCheckpointError, OSError) as err:
+        raise CommandError(str(err)) from err
+    logger.info("copied %d proxy checkpoint files to %s (SHA-256 verified)", copied, args.out)
+    return 0
+
+
 def pretrain_proxy_command(args: argparse.Namespace) -> int:
     """Pretrain the proxy models into ``args.out``."""
     import torch
 
-    from sora_tta.world.pretrain import PROXY_FILE, PretrainConfig, pretrain_proxy
+    from sora_tta.world.pretrain import PretrainConfig, pretrain_proxy
+    from sora_tta.world.proxy import PROXY_FILE
 
     if args.threads:
         torch.set_num_threads(args.threads)

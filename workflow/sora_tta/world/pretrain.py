@@ -55,10 +55,10 @@ from sora_tta.models.vae import (
 from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
 from sora_tta.tta.objective import noisy_input, sample_timesteps
 from sora_tta.world.procedural import PRETRAIN, render_video, video_params
+from sora_tta.world.proxy import PROXY_FILE
 
 logger = logging.getLogger(__name__)
 
-PROXY_FILE = "proxy.json"
 #: Probability of replacing the T5 (and, independently, the CLIP) embedding by the empty prompt's.
 TEXT_DROPOUT = 0.31622777
 T2V, I2V_HEAD, V2V_HEAD = "t2v", "i2v_head", "v2v_head"

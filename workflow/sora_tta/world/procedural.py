@@ -40,13 +40,13 @@ from sora_tta.data.synthetic import (
 )
 from sora_tta.data.ucf101 import CLASS_NAMES
 from sora_tta.io import write_json_atomic, write_text_atomic
+from sora_tta.layout import WORLD_CAPTIONS_FILE
 
 PRETRAIN = "pretrain"
 NOVEL = "novel"
 DISTRIBUTIONS = (PRETRAIN, NOVEL)
 SHAPES = ("disc", "square", "diamond")
 WORLD_FILE = "world.json"
-CAPTIONS_FILE = "captions.tsv"
 #: Speed range of objects and camera, in frame heights per frame (shared by both worlds).
 OBJECT_SPEED = (0.004, 0.016)
 PAN_SPEED = (0.0, 0.008)
@@ -302,5 +302,5 @@ def make_world(
             }
     write_json_atomic(Path(out) / WORLD_FILE, {"config": asdict(config), "videos": videos})
     rows = "".join(f"{video_id}\t{v['caption']}\n" for video_id, v in sorted(videos.items()))
-    write_text_atomic(Path(out) / CAPTIONS_FILE, rows)
+    write_text_atomic(Path(out) / WORLD_CAPTIONS_FILE, rows)
     return tree
