@@ -60,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check $(SNAKEFILES)
 	$(BIN)/snakemake --lint --cores 1 > .snakemake-lint.txt 2>&1 || $(BIN)/python -c \
-	    "import sys; from sora_tta.workflow_config import unexpected_lints as u; \
+	    "import sys; from sora_tta.study.snakemake_cli import unexpected_lints as u; \
 	    p = u(open('.snakemake-lint.txt').read()); print(*p, sep='\n'); sys.exit(bool(p))"
 
 # The rule graph is complete once the manifest checkpoint has run: run the demo first.

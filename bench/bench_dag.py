@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from sora_tta.data.ucf101 import CLASS_NAMES
-from sora_tta.workflow_config import parse_job_counts
+from sora_tta.study.snakemake_cli import parse_job_counts
 
 REPO = Path(__file__).resolve().parents[1]
 

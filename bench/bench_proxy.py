@@ -7,7 +7,7 @@ Writes a ``novel`` world tree (unseen textures and hues, the case TTA is for; se
    the reference guidance) from the noise seed ``generate`` uses (global seed, video id);
 2. for every objective (``denoise``, ``continue``, ``mixed``, ``published``: mode ``published``
    with text dropout 0, and ``cross-video``: the default recipe trained on another video's
-   clip and prompt, the donor from ``sora_tta.variants.cross_video_donors``), adapts a fresh
+   clip and prompt, the donor from ``sora_tta.study.variants.cross_video_donors``), adapts a fresh
    LoRA once for ``max(--eval-steps)`` steps with the project's engine
    (``generate.adaptation_target`` with separately encoded conditions, ``adapt.adapted``),
    keeps the adapter at each of ``--eval-steps`` and samples the continuation with it from the
@@ -50,6 +50,7 @@ from sora_tta.evaluation.stats import BootstrapConfig, paired_stats
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
 from sora_tta.models import pipeline
 from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
+from sora_tta.study.variants import cross_video_donors
 from sora_tta.tta import lora
 from sora_tta.tta.adapt import (
     CROSS_VIDEO,
@@ -60,7 +61,6 @@ from sora_tta.tta.adapt import (
     stable_hash,
 )
 from sora_tta.tta.generate import SamplingConfig, adaptation_target
-from sora_tta.variants import cross_video_donors
 from sora_tta.world.procedural import NOVEL
 from sora_tta.world.proxy import proxy_checkpoint_dir
 

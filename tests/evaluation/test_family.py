@@ -13,7 +13,7 @@ from sora_tta.evaluation.aggregate import run_aggregate
 from sora_tta.evaluation.family import NOT_TESTED
 from sora_tta.evaluation.stats import BootstrapConfig, StatisticsConfig
 from sora_tta.evaluation.tables import AggregateConfig
-from sora_tta.variants import VariantError, resolve_variant
+from sora_tta.study.variants import VariantError, resolve_variant
 
 # 12 Archery videos (Sports) and 3 ApplyEyeMakeup videos (Human-Object Interaction).
 VIDEOS = {f"s{i:02d}": "Archery" for i in range(12)} | {f"h{i}": "ApplyEyeMakeup" for i in range(3)}

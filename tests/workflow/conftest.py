@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sora_tta.workflow_config import parse_job_counts
+from sora_tta.study.snakemake_cli import parse_job_counts
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -18,8 +18,9 @@ from conftest import (
     workflow_env,
 )
 
-from sora_tta import variants as V
-from sora_tta import workflow_config as wc
+from sora_tta.study import config as study_config
+from sora_tta.study import resources, snakemake_cli
+from sora_tta.study import variants as V
 
 
 def load_bench():
@@ -94,7 +95,7 @@ def test_prompts_are_encoded_once_for_all_videos(real_study, tmp_path):
     assert "checkpoint jobs" in result.output
     (block,) = [b for b in job_blocks(result.output) if b["rule"] == "encode_prompts"]
     assert "gpu=1" in block["resources"]
-    mem_mb = wc.profile_resources()["encode_prompts"].mem_mb
+    mem_mb = resources.profile_resources()["encode_prompts"].mem_mb
     assert f"mem_mb={mem_mb}" in block["resources"]
 
 
@@ -102,19 +103,19 @@ def test_real_study_resources(real_study):
     """GPU rules ask for a GPU, CPU rules for none; sizes come from the workflow profile."""
     root, config, _ = real_study
     result = snakemake(root, "-n", "--cores", "1", "--configfile", str(config), env=real_env(root))
-    real = wc.profile_resources()
+    real = resources.profile_resources()
     seen = set()
     for block in job_blocks(result.output):
         rule = block["rule"]
         if rule in ("all", "method_config", "methods_table", "report_pages"):
             continue
-        resources = dict(item.split("=", 1) for item in block["resources"].split(", "))
-        assert ("gpu" in resources) == (rule in wc.gpu_rules()), (rule, resources)
-        if rule in wc.gpu_rules():
-            assert resources["gpu"] == "1"
+        requested = dict(item.split("=", 1) for item in block["resources"].split(", "))
+        assert ("gpu" in requested) == (rule in resources.gpu_rules()), (rule, requested)
+        if rule in resources.gpu_rules():
+            assert requested["gpu"] == "1"
         if rule in real:
-            assert int(resources["mem_mb"]) == real[rule].mem_mb, rule
-            assert int(resources["runtime"]) == real[rule].runtime, rule
+            assert int(requested["mem_mb"]) == real[rule].mem_mb, rule
+            assert int(requested["runtime"]) == real[rule].runtime, rule
         seen.add(rule)
     assert {"preprocess", "generate_baseline", "generate_tta", "evaluate", "aggregate"} <= seen
 
@@ -123,10 +124,12 @@ def test_variant_method_ids_and_folders(real_study):
     root, config, _ = real_study
     data = yaml.safe_load(config.read_text())
     result = snakemake(root, "-n", "--cores", "1", "--configfile", str(config), env=real_env(root))
-    schema = wc.load_schema()
+    schema = study_config.load_schema()
     defaults = {k: p["default"] for k, p in schema["properties"]["adapt"]["properties"].items()}
     defaults.update(data["adapt"])
-    variants = V.expand_variants(data["variants"], defaults, kinds=wc.adapt_param_kinds(schema))
+    variants = V.expand_variants(
+        data["variants"], defaults, kinds=study_config.adapt_param_kinds(schema)
+    )
     for variant in variants:
         assert f"results/generations/{variant.method_id}/" in result.output
         assert f"results/methods/{variant.method_id}.json" in result.output
@@ -237,7 +240,7 @@ def test_lint_is_clean(tmp_path):
     the environment that runs Snakemake)."""
     result = snakemake(tmp_path, "--lint", "--cores", "1", check=False)
     assert "Lints for rule" in result.output  # the conda advice, one per rule
-    assert wc.unexpected_lints(result.output) == [], result.output[-3000:]
+    assert snakemake_cli.unexpected_lints(result.output) == [], result.output[-3000:]
 
 
 def test_cross_video_jobs_name_a_donor_of_another_class(real_study, tmp_path):

@@ -50,7 +50,7 @@ def run(workdir: Path, *args: str, check: bool = True):
 
 def ran(output: str) -> dict[str, int]:
     """Jobs that ran: the 'Job stats' table (empty when nothing was to be done)."""
-    from sora_tta.workflow_config import parse_job_counts
+    from sora_tta.study.snakemake_cli import parse_job_counts
 
     return parse_job_counts(output)
 

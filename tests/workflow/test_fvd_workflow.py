@@ -11,7 +11,7 @@ import yaml
 from conftest import DEMO_CONFIG, snakemake
 
 from sora_tta.evaluation.fvd import NO_WEIGHTS_REASON
-from sora_tta.workflow_config import parse_job_counts
+from sora_tta.study.snakemake_cli import parse_job_counts
 
 pytestmark = pytest.mark.slow
 

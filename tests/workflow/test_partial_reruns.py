@@ -37,9 +37,9 @@ from conftest import (
     workflow_env,
 )
 
-from sora_tta import variants as V
-from sora_tta import workflow_config as wc
 from sora_tta.data.video import read_frames
+from sora_tta.study import config as study_config
+from sora_tta.study import variants as V
 
 pytestmark = pytest.mark.slow
 
@@ -244,7 +244,7 @@ def resumable_variant(workdir: Path, tmp_path: Path) -> tuple[list[str], str]:
         }
     }
     args = demo_with(overlay, tmp_path / "slow.yaml")
-    schema = wc.load_schema()
+    schema = study_config.load_schema()
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
     defaults = {k: p["default"] for k, p in schema["properties"]["adapt"]["properties"].items()}
     defaults.update(demo["adapt"])
@@ -252,7 +252,7 @@ def resumable_variant(workdir: Path, tmp_path: Path) -> tuple[list[str], str]:
     variants = V.expand_variants(
         {"named": named, "grids": demo["variants"]["grids"]},
         defaults,
-        kinds=wc.adapt_param_kinds(schema),
+        kinds=study_config.adapt_param_kinds(schema),
     )
     (slow,) = [v for v in variants if v.name == "slow"]
     return args, slow.method_id

@@ -10,7 +10,7 @@ import pytest
 from chromium_cdp import browser, find_chromium, page_url
 from conftest import snakemake
 
-from sora_tta import workflow_config as wc
+from sora_tta.study import report_pages
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_report_renders_with_every_figure_and_table(report):
             expected = "<img" if entry["path"].endswith("strip.html") else "<table"
             assert expected in html, entry["path"]
             if entry["path"].endswith("failures.html"):  # nothing failed in the demo
-                assert html.count("<tr") == 1 and wc.EMPTY_TABLE_NOTE in html
+                assert html.count("<tr") == 1 and report_pages.EMPTY_TABLE_NOTE in html
             elif expected == "<table":
                 assert html.count("<tr") > 1, entry["path"]
             page.evaluate(f'app.setView({{content: "html", contentPath: {uri}}})')

@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, SNAKEMAKE, job_blocks, workflow_env
 
 from sora_tta import slurm_profile as sp
-from sora_tta import workflow_config as wc
+from sora_tta.study import resources
 
 
 def make_profile(xdg: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def test_demo_on_the_slurm_profile_is_explicit(xdg: Path, tmp_path: Path) -> Non
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     blocks = {b["rule"]: b for b in job_blocks(output)}
-    declared = wc.profile_resources()
+    declared = resources.profile_resources()
     encode = dict(i.split("=", 1) for i in blocks["encode_prompts"]["resources"].split(", "))
     assert encode["gpu"] == "1" and int(encode["mem_mb"]) == declared["encode_prompts"].mem_mb
     manifest = dict(i.split("=", 1) for i in blocks["manifest"]["resources"].split(", "))

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, manifest_rows, role_videos, usable_videos, workflow_env
 
-from sora_tta import workflow_config as wc
+from sora_tta.study import resources
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -146,8 +146,8 @@ def test_demo_through_slurm_equals_local_run(slurm, demo_run, tmp_path):
     print(f"demo through SLURM: {seconds:.0f} s")
 
     # every non-local job went through SLURM, with the workflow profile's resources
-    declared = wc.profile_resources()
-    gpu_rules = wc.gpu_rules()
+    declared = resources.profile_resources()
+    gpu_rules = resources.gpu_rules()
     jobs = slurm_jobs(workdir)
     per_rule: dict[str, int] = {}
     for job in jobs:

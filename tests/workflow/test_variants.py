@@ -1,11 +1,11 @@
-"""Unit tests of sora_tta.variants: expansion, normalisation, method ids."""
+"""Unit tests of sora_tta.study.variants: expansion, normalisation, method ids."""
 
 from __future__ import annotations
 
 import pytest
 
-from sora_tta import variants as V
-from sora_tta import workflow_config as wc
+from sora_tta.study import config as study_config
+from sora_tta.study import variants as V
 
 DEFAULTS = {
     "rank": 16,
@@ -202,9 +202,9 @@ def test_method_ids_and_wildcard_pattern():
 
 def test_schema_adapt_section_drives_types_and_ranges():
     """The real schema: its defaults are valid and its ranges reach variant checks."""
-    schema = wc.load_schema()
-    kinds = wc.adapt_param_kinds(schema)
-    check = wc.adapt_param_check(schema)
+    schema = study_config.load_schema()
+    kinds = study_config.adapt_param_kinds(schema)
+    check = study_config.adapt_param_check(schema)
     defaults = {k: p["default"] for k, p in schema["properties"]["adapt"]["properties"].items()}
     (variant,) = V.expand_variants({"named": {"d": {}}}, defaults, kinds=kinds, check=check)
     assert variant.params == V.normalise_params({}, defaults, kinds=kinds)
@@ -219,9 +219,9 @@ def test_schema_adapt_section_drives_types_and_ranges():
 def test_adapt_parameters_are_accepted_by_adapt_config():
     """Every schema key is an AdaptConfig field: the adapt JSON the workflow writes loads."""
     adapt = pytest.importorskip("sora_tta.tta.adapt")
-    schema = wc.load_schema()
+    schema = study_config.load_schema()
     defaults = {k: p["default"] for k, p in schema["properties"]["adapt"]["properties"].items()}
-    params = V.normalise_params({}, defaults, kinds=wc.adapt_param_kinds(schema))
+    params = V.normalise_params({}, defaults, kinds=study_config.adapt_param_kinds(schema))
     config = adapt.AdaptConfig.from_dict(params)
     assert config.rank == 16 and config.lr == 2e-4 and config.steps == 100
     assert config.warmup_steps == 5 and config.alpha == 32.0

@@ -1,4 +1,4 @@
-"""Unit tests of sora_tta.workflow_config: validation messages, resources, preflight."""
+"""Unit tests of sora_tta.study: validation messages, resources, paths, preflight, options."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sora_tta import variants as V
-from sora_tta import workflow_config as wc
+from sora_tta.study import config as study_config
+from sora_tta.study import (
+    methods,
+    options,
+    paths,
+    preflight,
+    report_pages,
+    resources,
+    snakemake_cli,
+)
+from sora_tta.study import variants as V
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = wc.load_schema()
+SCHEMA = study_config.load_schema()
 
 
 def load(name: str) -> dict:
@@ -21,7 +30,7 @@ def load(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
 def test_shipped_configs_are_valid(name):
-    assert wc.config_problems(load(name), SCHEMA) == []
+    assert study_config.config_problems(load(name), SCHEMA) == []
 
 
 def test_real_config_carries_the_study_settings():
@@ -41,7 +50,9 @@ def test_schema_defaults_match_adapt_config():
     props = SCHEMA["properties"]
     defaults = {k: p["default"] for k, p in props["adapt"]["properties"].items()}
     assert defaults == adapt.AdaptConfig().to_dict()  # one default per setting
-    sampling = {k: props["sampling"]["properties"][k]["default"] for k in wc.SAMPLING_JSON_KEYS}
+    sampling = {
+        k: props["sampling"]["properties"][k]["default"] for k in methods.SAMPLING_JSON_KEYS
+    }
     assert sampling == generate.SamplingConfig().to_dict()
 
 
@@ -52,10 +63,10 @@ def test_method_settings_are_read_by_generate(name):
     config = load(name)
     validate_with_defaults(config)
     variants = V.expand_variants(
-        config["variants"], config["adapt"], kinds=wc.adapt_param_kinds(SCHEMA)
+        config["variants"], config["adapt"], kinds=study_config.adapt_param_kinds(SCHEMA)
     )
     for method, adapt in [("baseline", None), *((v.method_id, v.params) for v in variants)]:
-        spec = generate.MethodSpec.from_dict(wc.method_settings(config, method, adapt))
+        spec = generate.MethodSpec.from_dict(methods.method_settings(config, method, adapt))
         assert spec.method == method and spec.sampling.num_steps == config["sampling"]["num_steps"]
         assert (spec.adapt is None) == (adapt is None)
         if adapt is not None:
@@ -111,7 +122,7 @@ def mutate(path: str, value):
     ],
 )
 def test_every_invalid_value_gets_a_clear_message(path, value, expected):
-    problems = wc.config_problems(mutate(path, value), SCHEMA)
+    problems = study_config.config_problems(mutate(path, value), SCHEMA)
     assert any(expected in p for p in problems), problems
 
 
@@ -119,8 +130,8 @@ def test_all_problems_are_reported_at_once():
     config = mutate("adapt.lr", -1)
     config["sampling"]["num_steps"] = 0
     config["evaluation"]["device"] = "tpu"
-    with pytest.raises(wc.ConfigError) as info:
-        wc.check_config(config, SCHEMA, source="my.yaml")
+    with pytest.raises(study_config.ConfigError) as info:
+        study_config.check_config(config, SCHEMA, source="my.yaml")
     message = str(info.value)
     assert "invalid configuration (my.yaml), 3 problem(s)" in message
     for key in ("adapt.lr", "sampling.num_steps", "evaluation.device"):
@@ -130,7 +141,7 @@ def test_all_problems_are_reported_at_once():
 def test_synthetic_data_excludes_explicit_paths():
     config = load("demo.yaml")
     config["data"]["ucf_root"] = "data/UCF-101"
-    problems = wc.config_problems(config, SCHEMA)
+    problems = study_config.config_problems(config, SCHEMA)
     assert problems == [
         "data.ucf_root: leave unset with data.synthetic (the synthetic set defines it)"
     ]
@@ -139,38 +150,38 @@ def test_synthetic_data_excludes_explicit_paths():
 def test_workflow_profile_is_the_one_place_of_resources():
     """Every rule that becomes a cluster job has its resources in profiles/default; GPU
     rules ask for one GPU; retries make the runtime grow with the attempt."""
-    profile = yaml.safe_load(wc.WORKFLOW_PROFILE.read_text())
-    resources = wc.profile_resources()
-    assert set(profile["set-threads"]) == set(resources)
+    profile = yaml.safe_load(resources.WORKFLOW_PROFILE.read_text())
+    declared = resources.profile_resources()
+    assert set(profile["set-threads"]) == set(declared)
     gpu = ["encode_prompts", "generate_baseline", "generate_tta", "smoke_generate"]
-    assert wc.gpu_rules() == gpu
-    assert resources["generate_tta"] == wc.RuleResources(8, 96000, 180, 1)
+    assert resources.gpu_rules() == gpu
+    assert declared["generate_tta"] == resources.RuleResources(8, 96000, 180, 1)
     assert all(str(v["runtime"]).endswith("* attempt") for v in profile["set-resources"].values())
     assert profile["keep-going"] and profile["rerun-incomplete"] and profile["retries"] >= 1
     for name in ("config.yaml", "demo.yaml"):
         assert "resources" not in load(name)
     with pytest.raises(ValueError, match="unsupported resource expression"):
-        wc._first_attempt("input.size_mb * 2")
+        resources._first_attempt("input.size_mb * 2")
 
 
 def test_paths_and_manifest_options():
     demo = load("demo.yaml")
-    paths = wc.data_paths(demo)
-    assert paths.ucf_root == "results/demo/ucf101/UCF-101"
-    assert paths.splits_dir == "results/demo/ucf101/ucfTrainTestlist"
+    data = paths.data_paths(demo)
+    assert data.ucf_root == "results/demo/ucf101/UCF-101"
+    assert data.splits_dir == "results/demo/ucf101/ucfTrainTestlist"
     real = load("config.yaml")
-    assert wc.split_list_files(real) == [
+    assert paths.split_list_files(real) == [
         "data/ucfTrainTestlist/classInd.txt",
         "data/ucfTrainTestlist/testlist01.txt",
         "data/ucfTrainTestlist/trainlist01.txt",  # the validation selection's candidates
     ]
-    assert wc.manifest_options(real) == (
+    assert options.manifest_options(real) == (
         "--total 100 --max-per-group 1 --decode-check --validation-subset train"
         " --validation-total 50 --validation-max-per-group 1"
     )
     real["selection"]["caption_overrides"] = "my captions.yaml"
-    assert "--caption-overrides 'my captions.yaml'" in wc.manifest_options(real)
-    ckpt = wc.checkpoint_paths(real)
+    assert "--caption-overrides 'my captions.yaml'" in options.manifest_options(real)
+    ckpt = paths.checkpoint_paths(real)
     assert ckpt.mmdit == "ckpts/Open_Sora_v2.safetensors"
     assert ckpt.clip == "ckpts/openai/clip-vit-large-patch14"
 
@@ -183,8 +194,8 @@ def test_demo_builds_the_novel_world_and_copies_the_proxy():
 
     demo = load("demo.yaml")
     validate_with_defaults(demo)
-    assert wc.built_checkpoints(demo) == "proxy"
-    command = shlex.split(wc.synthetic_data_args(demo, "out dir"))
+    assert paths.built_checkpoints(demo) == "proxy"
+    command = shlex.split(options.synthetic_data_args(demo, "out dir"))
     args = build_parser().parse_args(command)
     assert command[0] == "make-world" and args.distribution == "novel"
     assert (args.out.as_posix(), args.classes, args.per_class, args.clips_per_group) == (
@@ -195,25 +206,26 @@ def test_demo_builds_the_novel_world_and_copies_the_proxy():
     )
     assert args.broken and args.frames >= demo["sampling"]["num_frames"]
     # the manifest's captions: the world's, unless the user gives their own
-    assert "--caption-overrides results/demo/ucf101/captions.tsv" in wc.manifest_options(demo)
+    assert "--caption-overrides results/demo/ucf101/captions.tsv" in options.manifest_options(demo)
     demo["selection"]["caption_overrides"] = "mine.tsv"
-    assert "--caption-overrides mine.tsv" in wc.manifest_options(demo)
+    assert "--caption-overrides mine.tsv" in options.manifest_options(demo)
     # the plane-wave stand-in and the tiny family (what tests use for arbitrary shapes)
     demo["data"]["synthetic"]["world"] = None
     demo["data"]["synthetic"]["broken"] = False
-    command = shlex.split(wc.synthetic_data_args(demo, "o"))
+    command = shlex.split(options.synthetic_data_args(demo, "o"))
     assert command[:2] == ["make-synthetic-ucf101", "o"] and "--no-broken" in command
     build_parser().parse_args(command)
-    assert wc.world_captions(demo) is None
+    assert paths.world_captions(demo) is None
     demo["checkpoints"] = {"dir": "c", "tiny": {"seed": 0}}
-    assert wc.built_checkpoints(demo) == "tiny"
+    assert paths.built_checkpoints(demo) == "tiny"
     demo["checkpoints"]["proxy"] = True
-    assert "checkpoints: tiny and proxy are exclusive; set at most one" in wc.config_problems(
-        demo, SCHEMA
+    assert (
+        "checkpoints: tiny and proxy are exclusive; set at most one"
+        in study_config.config_problems(demo, SCHEMA)
     )
     del demo["checkpoints"]["tiny"]
     demo["checkpoints"]["proxy"] = False
-    assert wc.built_checkpoints(demo) is None
+    assert paths.built_checkpoints(demo) is None
 
 
 def make_checkpoint_tree(root: Path) -> None:
@@ -243,8 +255,10 @@ def real_config(tmp_path: Path) -> dict:
 def test_preflight_lists_everything_missing_in_one_message(tmp_path):
     config = real_config(tmp_path)
     lpips = str(tmp_path / "torch/hub/checkpoints/alexnet-owt-7be5be79.pth")
-    missing = wc.missing_requirements(wc.required_files(config, lpips_path=lambda: lpips))
-    message = wc.preflight_message(missing, "config/config.yaml")
+    missing = preflight.missing_requirements(
+        preflight.required_files(config, lpips_path=lambda: lpips)
+    )
+    message = preflight.preflight_message(missing, "config/config.yaml")
     assert message.startswith("preflight: 13 required file(s) missing for config/config.yaml")
     for needle in (
         "UCF-101 video folder",
@@ -271,11 +285,11 @@ def test_preflight_passes_when_everything_exists(tmp_path):
         (tmp_path / "splits" / name).write_text("")
     lpips = tmp_path / "alexnet.pth"
     lpips.write_bytes(b"x")
-    reqs = wc.required_files(config, lpips_path=lambda: str(lpips))
-    assert wc.missing_requirements(reqs) == []
+    reqs = preflight.required_files(config, lpips_path=lambda: str(lpips))
+    assert preflight.missing_requirements(reqs) == []
     # one half of a two-file tokenizer is not a tokenizer
     (tmp_path / "ckpts/openai/clip-vit-large-patch14/merges.txt").unlink()
-    missing = wc.missing_requirements(reqs)
+    missing = preflight.missing_requirements(reqs)
     assert [r.what for r in missing] == ["CLIP text encoder tokenizer"]
 
 
@@ -284,37 +298,41 @@ def test_preflight_checks_the_fvd_weights_only_when_set(tmp_path):
     config = real_config(tmp_path)
     validate_with_defaults(config)
     assert config["evaluation"]["fvd_weights"] is None
-    unset = wc.required_files(config, lpips_path=lambda: "unused")
+    unset = preflight.required_files(config, lpips_path=lambda: "unused")
     assert not any("FVD" in r.what for r in unset)
     weights = tmp_path / "ckpts" / "i3d_torchscript.pt"
     config["evaluation"]["fvd_weights"] = str(weights)
-    reqs = wc.required_files(config, lpips_path=lambda: "unused")
+    reqs = preflight.required_files(config, lpips_path=lambda: "unused")
     (fvd,) = [r for r in reqs if "FVD" in r.what]
     assert fvd.describe() == f"FVD I3D weights (evaluation.fvd_weights): {weights}"
-    message = wc.preflight_message(wc.missing_requirements([fvd]), "config/config.yaml")
+    message = preflight.preflight_message(
+        preflight.missing_requirements([fvd]), "config/config.yaml"
+    )
     assert str(weights) in message
     weights.parent.mkdir(parents=True, exist_ok=True)
     weights.write_bytes(b"x")
-    assert wc.missing_requirements([fvd]) == []
+    assert preflight.missing_requirements([fvd]) == []
     # the smoke target needs no metric weights
-    smoke = wc.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
+    smoke = preflight.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
     assert not any("FVD" in r.what for r in smoke)
-    assert wc.fvd_options(config).startswith(f"--weights {weights}")
+    assert options.fvd_options(config).startswith(f"--weights {weights}")
 
 
 def test_preflight_scopes_and_demo(tmp_path):
     config = real_config(tmp_path)
-    smoke = wc.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
+    smoke = preflight.required_files(config, scope="checkpoints", lpips_path=lambda: "unused")
     assert {r.what.split()[0] for r in smoke} == {"Open-Sora", "HunyuanVideo", "T5", "CLIP"}
     # the demo builds its data and checkpoints itself and needs no LPIPS weights
-    assert wc.required_files(load("demo.yaml"), lpips_path=lambda: pytest.fail("asked")) == []
+    assert (
+        preflight.required_files(load("demo.yaml"), lpips_path=lambda: pytest.fail("asked")) == []
+    )
 
 
 def test_methods_rows_and_tsv():
-    from sora_tta.variants import expand_variants
+    from sora_tta.study.variants import expand_variants
 
     variants = expand_variants({"named": {"a": {"rank": 4}}}, {"rank": 16, "lr": 1e-3})
-    rows = wc.methods_rows(variants)
+    rows = methods.methods_rows(variants)
     assert rows[0]["method"] == rows[0]["analysis"] == "baseline"
     assert rows[1] == {
         "method": variants[0].method_id,
@@ -323,8 +341,8 @@ def test_methods_rows_and_tsv():
         "parameters": '{"lr":0.001,"rank":4}',
         "analysis": "exploratory",
     }
-    assert wc.methods_rows(variants, [variants[0].method_id])[1]["analysis"] == "final"
-    text = wc.rows_to_tsv(rows)
+    assert methods.methods_rows(variants, [variants[0].method_id])[1]["analysis"] == "final"
+    text = methods.rows_to_tsv(rows)
     assert text.splitlines()[0] == "method\tname\tchanged\tparameters\tanalysis"
     assert len(text.splitlines()) == 3
 
@@ -337,8 +355,8 @@ def test_check_smoke_clips(tmp_path):
     video.write_lossless(good, rng.integers(0, 255, (5, 16, 32, 3), dtype=np.uint8), fps=24)
     flat = tmp_path / "flat.mkv"
     video.write_lossless(flat, np.zeros((5, 16, 32, 3), dtype=np.uint8), fps=24)
-    assert wc.check_smoke_clips([good], (5, 16, 32, 3))["ok"]
-    report = wc.check_smoke_clips([good, flat, tmp_path / "none.mkv"], (9, 16, 32, 3))
+    assert preflight.check_smoke_clips([good], (5, 16, 32, 3))["ok"]
+    report = preflight.check_smoke_clips([good, flat, tmp_path / "none.mkv"], (9, 16, 32, 3))
     assert not report["ok"]
     text = " ".join(report["problems"])
     assert "good.mkv: shape [5, 16, 32, 3], expected [9, 16, 32, 3]" in text
@@ -349,11 +367,11 @@ def test_check_smoke_clips(tmp_path):
 @pytest.mark.parametrize(
     ("builder", "command"),
     [
-        (wc.preprocess_options, "preprocess"),
-        (wc.generate_options, "generate"),
-        (wc.evaluate_options, "evaluate"),
-        (wc.manifest_options, "manifest"),
-        (wc.fvd_options, "fvd"),
+        (options.preprocess_options, "preprocess"),
+        (options.generate_options, "generate"),
+        (options.evaluate_options, "evaluate"),
+        (options.manifest_options, "manifest"),
+        (options.fvd_options, "fvd"),
     ],
 )
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
@@ -404,7 +422,7 @@ def validate_with_defaults(config: dict) -> None:
     """Fill in the schema defaults the way the workflow does (snakemake.utils.validate)."""
     from snakemake.utils import validate
 
-    validate(config, str(wc.SCHEMA_PATH))
+    validate(config, str(study_config.SCHEMA_PATH))
 
 
 def test_paths_outside_the_working_directory_are_refused(tmp_path, monkeypatch):
@@ -412,20 +430,20 @@ def test_paths_outside_the_working_directory_are_refused(tmp_path, monkeypatch):
     config = load("demo.yaml")
     config["checkpoints"]["dir"] = "../outside"
     config["data"]["synthetic"]["out"] = str(tmp_path / "inside" / "ucf")  # absolute, inside
-    problems = wc.config_problems(config, SCHEMA)
+    problems = study_config.config_problems(config, SCHEMA)
     assert problems == [
         f"checkpoints.dir: '../outside' is outside the working directory {tmp_path.resolve()} "
         "(set allow_paths_outside_workdir: true if that is intended)"
     ]
     config["allow_paths_outside_workdir"] = True
-    assert wc.config_problems(config, SCHEMA) == []
+    assert study_config.config_problems(config, SCHEMA) == []
 
 
 def test_yaml_1_1_exponent_gets_explained():
     config = load("demo.yaml")
     config["adapt"]["lr"] = yaml.safe_load("lr: 1.0e10")["lr"]
     assert config["adapt"]["lr"] == "1.0e10"  # PyYAML (YAML 1.1) reads a string
-    (problem,) = wc.config_problems(config, SCHEMA)
+    (problem,) = study_config.config_problems(config, SCHEMA)
     assert problem.startswith("adapt.lr: '1.0e10' is not of type 'number'")
     assert "YAML 1.1" in problem and "1.0e+10" in problem
 
@@ -442,14 +460,14 @@ def test_yaml_1_1_exponent_gets_explained():
     ],
 )
 def test_dry_run_is_read_from_the_command_line(argv, expected):
-    assert wc.is_dry_run(argv) is expected
+    assert snakemake_cli.is_dry_run(argv) is expected
 
 
 def test_forced_rules_are_read_from_the_command_line():
     argv = ["--cores", "2", "--forcerun", "encode_prompts", "plot", "-p", "all"]
-    assert wc.forced_rules(argv) == {"encode_prompts", "plot"}
-    assert wc.forced_rules(["-R", "encode_prompts"]) == {"encode_prompts"}
-    assert wc.forced_rules(["all"]) == set()
+    assert snakemake_cli.forced_rules(argv) == {"encode_prompts", "plot"}
+    assert snakemake_cli.forced_rules(["-R", "encode_prompts"]) == {"encode_prompts"}
+    assert snakemake_cli.forced_rules(["all"]) == set()
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
@@ -464,12 +482,12 @@ def test_aggregate_options_declare_the_family(name):
     config = load(name)
     validate_with_defaults(config)
     variants = V.expand_variants(
-        config["variants"], config["adapt"], kinds=wc.adapt_param_kinds(SCHEMA)
+        config["variants"], config["adapt"], kinds=study_config.adapt_param_kinds(SCHEMA)
     )
     methods = V.method_ids(variants)
     required = ["--metrics-dir", "m", "--methods", ",".join(methods), "--out-dir", "o"]
-    options = shlex.split(wc.aggregate_options(config, methods))
-    stats = statistics_config(build_parser().parse_args(["aggregate", *required, *options]))
+    flags = shlex.split(options.aggregate_options(config, methods))
+    stats = statistics_config(build_parser().parse_args(["aggregate", *required, *flags]))
     declared = config["statistics"]
     final = [V.resolve_variant(v, methods) for v in declared["final_variants"]]
     assert stats.final_variants == tuple(final) and stats.primary_variant == final[0]
@@ -483,13 +501,13 @@ def test_aggregate_options_reject_contradictions():
               "variant": "b"}, "family": {"metrics": ["psnr"], "segments": ["continuation"]},
               "final_variants": ["a"]}}  # fmt: skip
     with pytest.raises(ValueError, match="not a final variant"):
-        wc.aggregate_options(config, methods)
+        options.aggregate_options(config, methods)
     config["statistics"]["final_variants"] = ["c"]
     with pytest.raises(ValueError, match="matches 0"):
-        wc.aggregate_options(config, methods)
+        options.aggregate_options(config, methods)
     config["statistics"].update(final_variants=None, family={"metrics": ["ssim"]})
     with pytest.raises(ValueError, match="primary metric"):
-        wc.aggregate_options(config, methods)
+        options.aggregate_options(config, methods)
 
 
 def test_command_line_values_take_the_schema_types():
@@ -504,22 +522,22 @@ def test_command_line_values_take_the_schema_types():
         "adapt": {"steps": "8", "lr": "1e-3"},
         "variants": {"named": {"r4-continue": {"rank": "2"}}},
     }
-    assert wc.coerce_overrides(config, overrides, SCHEMA) == []
+    assert study_config.coerce_overrides(config, overrides, SCHEMA) == []
     assert config["preflight"] is False
     assert (config["adapt"]["steps"], config["adapt"]["lr"]) == (8, 1e-3)
     assert config["variants"]["named"]["r4-continue"] == {"rank": 2}
-    assert wc.config_problems(config, SCHEMA) == []
+    assert study_config.config_problems(config, SCHEMA) == []
     config["preflight"] = "checkpoints"
-    assert wc.coerce_overrides(config, {"preflight": "checkpoints"}, SCHEMA) == []
+    assert study_config.coerce_overrides(config, {"preflight": "checkpoints"}, SCHEMA) == []
     assert config["preflight"] == "checkpoints"
 
 
 def test_command_line_errors_name_the_command_line():
     config = load("demo.yaml")
     config["adapt"]["steps"] = "eight"
-    problems = wc.coerce_overrides(config, {"adapt": {"steps": "eight"}}, SCHEMA)
+    problems = study_config.coerce_overrides(config, {"adapt": {"steps": "eight"}}, SCHEMA)
     assert problems == ["adapt.steps: 'eight' is not an integer (--config on the command line)"]
-    assert wc.format_overrides({"adapt": {"steps": 8}, "preflight": False}) == (
+    assert study_config.format_overrides({"adapt": {"steps": 8}, "preflight": False}) == (
         "adapt.steps=8, preflight=False"
     )
 
@@ -543,21 +561,23 @@ def test_table_pages_label_random_lpips(tmp_path):
     table.write_text(
         "method,metric,lpips_backbone,mean\nbaseline,lpips,random,0.5\nbaseline,psnr,random,20\n"
     )
-    page = wc.table_page(table, "Summary")
-    assert wc.RANDOM_LPIPS_LABEL in page and "RANDOM AlexNet trunk" in page
-    assert page.count(wc.RANDOM_LPIPS_LABEL) == 1  # the psnr row keeps its name
+    page = report_pages.table_page(table, "Summary")
+    assert report_pages.RANDOM_LPIPS_LABEL in page and "RANDOM AlexNet trunk" in page
+    assert page.count(report_pages.RANDOM_LPIPS_LABEL) == 1  # the psnr row keeps its name
     plain = tmp_path / "per_class.csv"
     plain.write_text("method,metric,mean_diff\nvar,lpips,0.1\n")
-    assert wc.RANDOM_LPIPS_LABEL not in wc.table_page(plain, "Per class")
-    assert wc.RANDOM_LPIPS_LABEL in wc.table_page(plain, "Per class", random_lpips=True)
-    assert wc.EMPTY_TABLE_NOTE not in wc.table_page(plain, "Per class")
+    assert report_pages.RANDOM_LPIPS_LABEL not in report_pages.table_page(plain, "Per class")
+    assert report_pages.RANDOM_LPIPS_LABEL in report_pages.table_page(
+        plain, "Per class", random_lpips=True
+    )
+    assert report_pages.EMPTY_TABLE_NOTE not in report_pages.table_page(plain, "Per class")
 
 
 def test_empty_table_page_says_so(tmp_path):
     table = tmp_path / "failures.csv"
     table.write_text("method,video,stage,reason\n")
-    page = wc.table_page(table, "Failures")
-    assert wc.EMPTY_TABLE_NOTE in page and "<th>reason</th>" in page
+    page = report_pages.table_page(table, "Failures")
+    assert report_pages.EMPTY_TABLE_NOTE in page and "<th>reason</th>" in page
 
 
 def test_only_the_conda_lint_is_accepted():
@@ -569,7 +589,7 @@ Lints for snakefile workflow/rules/common.smk:
     * Mixed rules and functions in same snakefile.:
       Small one-liner functions used only once should be defined as lambda
 """
-    assert wc.unexpected_lints(text) == [
+    assert snakemake_cli.unexpected_lints(text) == [
         "snakefile workflow/rules/common.smk: Mixed rules and functions in same snakefile."
     ]
 
@@ -577,8 +597,8 @@ Lints for snakefile workflow/rules/common.smk:
 def test_generate_options_carry_compile_and_staging() -> None:
     config = {"generation": {"compile": False, "stage_dir": "/local/$USER/ck",
                              "compile_cache_dir": "/local/$USER/inductor"}}  # fmt: skip
-    options = wc.generate_options(config)
-    assert "--compile off" in options  # YAML's unquoted off
-    assert "--stage-dir '/local/$USER/ck'" in options  # expanded on the node, not here
-    assert "--compile-cache-dir '/local/$USER/inductor'" in options
-    assert "--stage-dir" not in wc.generate_options({"generation": {}})
+    flags = options.generate_options(config)
+    assert "--compile off" in flags  # YAML's unquoted off
+    assert "--stage-dir '/local/$USER/ck'" in flags  # expanded on the node, not here
+    assert "--compile-cache-dir '/local/$USER/inductor'" in flags
+    assert "--stage-dir" not in options.generate_options({"generation": {}})

@@ -17,8 +17,11 @@ from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from snakemake.utils import validate
 
 try:
-    from sora_tta import variants as variant_lib
-    from sora_tta import workflow_config as wc
+    from sora_tta.study import variants as variant_lib
+    from sora_tta import layout
+    from sora_tta.study import config as study_config
+    from sora_tta.study import methods, options, paths, preflight, report_pages
+    from sora_tta.study import snakemake_cli
     from sora_tta.evaluation.definitions import FVD_FILE
     from sora_tta.io import write_json_atomic, write_text_atomic
     from sora_tta.prompts import NEGATIVE_FILE
@@ -37,16 +40,14 @@ if shutil.which("sora-tta") is None:
     )
 
 SCHEMA_FILE = "../schemas/config.schema.yaml"
-SCHEMA = wc.load_schema(workflow.source_path(SCHEMA_FILE))
+SCHEMA = study_config.load_schema(workflow.source_path(SCHEMA_FILE))
 CONFIG_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "built-in defaults"
 # --config values: Snakemake passes nested ones (and booleans) as text; the schema's types
 # apply, and any message names the command line as a source.
 COMMAND_LINE_CONFIG = workflow.config_settings.config or {}
 if COMMAND_LINE_CONFIG:
-    CONFIG_SOURCE += (
-        f" + {wc.COMMAND_LINE} ({wc.format_overrides(COMMAND_LINE_CONFIG)})"
-    )
-_coercion_problems = wc.coerce_overrides(config, COMMAND_LINE_CONFIG, SCHEMA)
+    CONFIG_SOURCE += f" + {study_config.COMMAND_LINE} ({study_config.format_overrides(COMMAND_LINE_CONFIG)})"
+_coercion_problems = study_config.coerce_overrides(config, COMMAND_LINE_CONFIG, SCHEMA)
 if _coercion_problems:
     raise WorkflowError(
         f"invalid configuration ({CONFIG_SOURCE}):\n"
@@ -54,8 +55,8 @@ if _coercion_problems:
     )
 
 try:
-    wc.check_config(config, SCHEMA, source=CONFIG_SOURCE)
-except wc.ConfigError as err:
+    study_config.check_config(config, SCHEMA, source=CONFIG_SOURCE)
+except study_config.ConfigError as err:
     raise WorkflowError(str(err))
 validate(config, SCHEMA_FILE)  # fills in the schema defaults
 
@@ -63,8 +64,8 @@ try:
     VARIANTS = variant_lib.expand_variants(
         config["variants"],
         config["adapt"],
-        kinds=wc.adapt_param_kinds(SCHEMA),
-        check=wc.adapt_param_check(SCHEMA),
+        kinds=study_config.adapt_param_kinds(SCHEMA),
+        check=study_config.adapt_param_check(SCHEMA),
     )
 except variant_lib.VariantError as err:
     raise WorkflowError(f"invalid configuration ({CONFIG_SOURCE}): {err}")
@@ -72,8 +73,8 @@ VARIANT_BY_ID = {variant.method_id: variant for variant in VARIANTS}
 METHODS = variant_lib.method_ids(VARIANTS)
 BASELINE = variant_lib.BASELINE
 try:
-    AGGREGATE_OPTIONS = wc.aggregate_options(config, METHODS)
-    FINAL_METHODS = wc.final_method_ids(config, METHODS)
+    AGGREGATE_OPTIONS = options.aggregate_options(config, METHODS)
+    FINAL_METHODS = methods.final_method_ids(config, METHODS)
 except ValueError as err:
     raise WorkflowError(f"invalid configuration ({CONFIG_SOURCE}): statistics: {err}")
 
@@ -81,9 +82,9 @@ except ValueError as err:
 # are no conda environments per rule (the package would have to be installed into each
 # from this repository, which --sdm conda cannot do from its own cache folder).
 
-DATA = wc.data_paths(config)
-CKPT = wc.checkpoint_paths(config)
-BUILT_CHECKPOINTS = wc.built_checkpoints(config)  # tiny / proxy: made in the DAG
+DATA = paths.data_paths(config)
+CKPT = paths.checkpoint_paths(config)
+BUILT_CHECKPOINTS = paths.built_checkpoints(config)  # tiny / proxy: made in the DAG
 
 # ---------------------------------------------------------------- result layout
 RESULTS = "results"
@@ -149,16 +150,16 @@ wildcard_constraints:
 def run_preflight():
     """List every missing checkpoint / tokenizer / data / metric file; fail before submitting."""
     scope = "checkpoints" if config["preflight"] == "checkpoints" else "study"
-    requirements = wc.required_files(config, scope=scope)
-    missing = wc.missing_requirements(requirements)
+    requirements = preflight.required_files(config, scope=scope)
+    missing = preflight.missing_requirements(requirements)
     if missing:
-        raise WorkflowError(wc.preflight_message(missing, CONFIG_SOURCE))
+        raise WorkflowError(preflight.preflight_message(missing, CONFIG_SOURCE))
     return requirements
 
 
 def preflight_report(log_file):
     """Check again (the preflight target's job), write what was found, return the summary."""
-    text = wc.preflight_report(run_preflight(), CONFIG_SOURCE)
+    text = preflight.preflight_report(run_preflight(), CONFIG_SOURCE)
     write_text_atomic(log_file, text)
     return text.splitlines()[-1]
 
@@ -393,7 +394,7 @@ def method_settings(method):
     """The --method-json content of ``method`` (baseline or a variant id)."""
     variant = VARIANT_BY_ID.get(method)
     adapt = None if variant is None else variant.params
-    return wc.method_settings(config, method, adapt)
+    return methods.method_settings(config, method, adapt)
 
 
 # ---------------------------------------------------------------- intermediates
@@ -436,7 +437,7 @@ def intermediates():
         preprocess_command=(
             "sora-tta",
             "preprocess",
-            *shlex.split(wc.preprocess_options(config)),
+            *shlex.split(options.preprocess_options(config)),
         ),
     )
 
@@ -447,12 +448,12 @@ def check_intermediates():
     A dry run only reports."""
     from sora_tta import integrity
 
-    dry_run = wc.is_dry_run(sys.argv[1:])
+    dry_run = snakemake_cli.is_dry_run(sys.argv[1:])
     if not DATA.synthetic_out and not dry_run and os.path.isdir(DATA.ucf_root):
         integrity.update_source_listing(DATA.ucf_root, SOURCE_LISTING)
     if not os.path.exists(MANIFEST):
         return
-    forced = "encode_prompts" in wc.forced_rules(sys.argv[1:])
+    forced = "encode_prompts" in snakemake_cli.forced_rules(sys.argv[1:])
     found = integrity.check_intermediates(
         intermediates(), repair=not dry_run, prompts_forced=forced
     )
@@ -469,7 +470,7 @@ def check_intermediates():
 def manifest_inputs(wildcards):
     if DATA.synthetic_out:
         return {"data": DATA.synthetic_out}
-    inputs = {"splits": wc.split_list_files(config)}
+    inputs = {"splits": paths.split_list_files(config)}
     if os.path.exists(SOURCE_LISTING):  # written by the preflight (not in a dry run)
         inputs["sources"] = SOURCE_LISTING
     return inputs

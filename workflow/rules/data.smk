@@ -12,7 +12,9 @@ if DATA.synthetic_out:
         benchmark:
             benchmark_path("make_synthetic_ucf101")
         params:
-            args=lambda wildcards, output: wc.synthetic_data_args(config, output[0]),
+            args=lambda wildcards, output: options.synthetic_data_args(
+                config, output[0]
+            ),
         shell:
             "sora-tta {params.args} > {log} 2>&1"
 
@@ -26,7 +28,7 @@ if BUILT_CHECKPOINTS == "tiny":
             vae=CKPT.vae,
             t5=directory(CKPT.t5),
             clip=directory(CKPT.clip),
-            family=f"{CKPT.root}/{wc.TINY_FAMILY_FILE}",
+            family=f"{CKPT.root}/{layout.TINY_FAMILY_FILE}",
         log:
             log_path("make_tiny_checkpoints"),
         benchmark:
@@ -80,7 +82,7 @@ checkpoint manifest:
         start=config["selection"]["start_frame"],
         frames=config["sampling"]["num_frames"],
         size=config["selection"]["expected_size"],
-        options=wc.manifest_options(config),
+        options=options.manifest_options(config),
     shell:
         "sora-tta manifest --ucf-root {params.ucf_root:q} --splits-dir {params.splits_dir:q}"
         " --split {params.split} --subset {params.subset} --seed {params.seed}"
@@ -105,7 +107,7 @@ rule preprocess:
     benchmark:
         benchmark_path("preprocess", "{video}")
     params:
-        options=wc.preprocess_options(config),
+        options=options.preprocess_options(config),
     shell:
         "sora-tta preprocess --input {input.video:q} --output {output.clip}"
         " --sidecar {output.sidecar} {params.options} > {log} 2>&1"

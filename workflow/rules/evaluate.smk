@@ -20,7 +20,7 @@ rule evaluate:
         benchmark_path("evaluate", "{method}/{class_name}")
     params:
         videos=class_video_ids,
-        options=wc.evaluate_options(config),
+        options=options.evaluate_options(config),
     shell:
         "sora-tta evaluate --generated {input.generated} --reference {input.reference}"
         " --video-ids {params.videos} --method {wildcards.method}"
@@ -100,7 +100,7 @@ rule fvd:
         manifest=MANIFEST,
         generations_dir=f"{RESULTS}/generations",
         clips_dir=f"{RESULTS}/clips",
-        options=wc.fvd_options(config),
+        options=options.fvd_options(config),
     shell:
         "sora-tta fvd --generations-dir {params.generations_dir}"
         " --clips-dir {params.clips_dir} --manifest {params.manifest}"

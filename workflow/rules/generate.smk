@@ -39,9 +39,9 @@ rule methods_table:
     benchmark:
         benchmark_path("methods_table")
     params:
-        rows=wc.methods_rows(VARIANTS, FINAL_METHODS),
+        rows=methods.methods_rows(VARIANTS, FINAL_METHODS),
     run:
-        write_text_atomic(output[0], wc.rows_to_tsv(params.rows))
+        write_text_atomic(output[0], methods.rows_to_tsv(params.rows))
         write_text_atomic(log[0], f"wrote {output[0]}\n")
 
 
@@ -64,7 +64,7 @@ checkpoint encode_prompts:
     benchmark:
         benchmark_path("encode_prompts")
     params:
-        ckpt=lambda wildcards, input: input.t5[: -len(wc.T5_DIR) - 1],
+        ckpt=lambda wildcards, input: input.t5[: -len(layout.T5_DIR) - 1],
         out_dir=lambda wildcards, output: os.path.dirname(output.negative),
         fps=config["prompts"]["fps"],
         motion=config["prompts"]["motion_score"],
@@ -95,7 +95,7 @@ rule generate_baseline:
     benchmark:
         benchmark_path("generate_baseline", "{video}")
     params:
-        options=wc.generate_options(config),
+        options=options.generate_options(config),
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
@@ -126,7 +126,7 @@ rule generate_tta:
     benchmark:
         benchmark_path("generate_tta", "{variant}/{video}")
     params:
-        options=wc.generate_options(config, tta=True),
+        options=options.generate_options(config, tta=True),
         donor=cross_video_options,
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"

@@ -144,5 +144,7 @@ rule report_pages:
         titles=TABLE_PAGES,
         random_lpips=config["evaluation"]["lpips_backbone"] == "random",
     run:
-        wc.write_report_pages(input, output, params.titles, params.random_lpips)
+        report_pages.write_report_pages(
+            input, output, params.titles, params.random_lpips
+        )
         write_text_atomic(log[0], "\n".join(output) + "\n")

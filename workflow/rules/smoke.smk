@@ -58,4 +58,4 @@ rule smoke:
         width=config["smoke"]["width"],
     run:
         shape = (params.frames, params.height, params.width, 3)
-        wc.run_smoke_check(input, shape, output[0], log[0])
+        preflight.run_smoke_check(input, shape, output[0], log[0])

@@ -51,3 +51,22 @@ class CheckpointLayout:
 #: Captions of a procedural world tree (``sora-tta make-world``): video id -> caption, the
 #: manifest's ``--caption-overrides`` format.
 WORLD_CAPTIONS_FILE = "captions.tsv"
+
+#: The tiny family's description (sizes of every model), beside its checkpoints.
+TINY_FAMILY_FILE = "tiny_family.json"
+
+
+#: Any one of these holds a Hugging Face model's weights.
+HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+#: Tokenizer files: a fast tokenizer.json, or the slow tokenizer's own files.
+T5_TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
+
+
+CLIP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))

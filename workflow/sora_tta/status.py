@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sora_tta.io import write_text_atomic
-from sora_tta.variants import BASELINE
+from sora_tta.study.variants import BASELINE
 
 STATES = ("done", "failed", "pending", "excluded")
 #: Everything under the workflow directory that this module reads (the workflow's layout).

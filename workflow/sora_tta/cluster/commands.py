@@ -89,7 +89,7 @@ def load_config(path: Path) -> dict[str, Any]:
     import yaml
     from snakemake.utils import validate
 
-    from sora_tta import workflow_config as wc
+    from sora_tta.study import config as study_config
 
     if not path.is_file():
         raise CommandError(f"{path}: file not found")
@@ -98,10 +98,10 @@ def load_config(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise CommandError(f"{path}: not valid YAML ({err})") from err
     try:
-        wc.check_config(config, wc.load_schema(), source=str(path))
-    except wc.ConfigError as err:
+        study_config.check_config(config, study_config.load_schema(), source=str(path))
+    except study_config.ConfigError as err:
         raise CommandError(str(err)) from err
-    validate(config, str(wc.SCHEMA_PATH))  # fills in the defaults
+    validate(config, str(study_config.SCHEMA_PATH))  # fills in the defaults
     return config
 
 
@@ -110,7 +110,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from sora_tta.cluster import figures as fig
     from sora_tta.cluster import plan as plan_lib
     from sora_tta.io import write_json_atomic
-    from sora_tta.variants import VariantError
+    from sora_tta.study.variants import VariantError
 
     config = load_config(args.configfile)
     try:

@@ -306,8 +306,9 @@ def plan_study(
     results_dir: str | os.PathLike[str] = "results",
 ) -> StudyPlan:
     """The plan of a validated, default-filled workflow configuration on ``figures``' kind."""
-    from sora_tta import variants as variant_lib
-    from sora_tta import workflow_config as wc
+    from sora_tta.study import config as study_config
+    from sora_tta.study import methods
+    from sora_tta.study import variants as variant_lib
 
     if gpus < 1:
         raise PlanError(f"gpus must be >= 1, got {gpus}")
@@ -317,12 +318,12 @@ def plan_study(
         counts, source = count_videos(config, results_dir)
     else:
         counts, source = {ROLE_TEST: videos, ROLE_VALIDATION: 0}, "--videos"
-    schema = wc.load_schema()
+    schema = study_config.load_schema()
     found = variant_lib.expand_variants(
         config["variants"],
         config["adapt"],
-        kinds=wc.adapt_param_kinds(schema),
-        check=wc.adapt_param_check(schema),
+        kinds=study_config.adapt_param_kinds(schema),
+        check=study_config.adapt_param_check(schema),
     )
     try:
         compiled = compile_enabled(config["generation"]["compile"], figures.device_type)
@@ -330,7 +331,7 @@ def plan_study(
         raise PlanError(str(err)) from err
     sampling = config["sampling"]
     missing: set[str] = set()
-    final = wc.final_method_ids(config, variant_lib.method_ids(found))
+    final = methods.final_method_ids(config, variant_lib.method_ids(found))
     has_validation = counts[ROLE_VALIDATION] > 0
     methods = []
     for method, params in [(variant_lib.BASELINE, None)] + [(v.method_id, v.params) for v in found]:

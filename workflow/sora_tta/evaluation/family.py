@@ -28,7 +28,7 @@ from sora_tta.evaluation.stats import (
     verdict,
 )
 from sora_tta.evaluation.tables import PAIRED_COLUMNS, per_video
-from sora_tta.variants import resolve_variant
+from sora_tta.study.variants import resolve_variant
 
 #: Verdict of a comparison outside the declared family (reported, never tested).
 NOT_TESTED = "not tested"

@@ -34,9 +34,9 @@ import torch
 from peft.helpers import disable_input_dtype_casting
 from torch import nn
 
+from sora_tta.study.variants import NON_RESULT_KEYS
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora, objective
-from sora_tta.variants import NON_RESULT_KEYS
 
 logger = logging.getLogger(__name__)
 

@@ -133,8 +133,8 @@ def register(subparsers: Any) -> None:
 def read_method(path: Path | None, method: str | None) -> Any:
     """The :class:`~sora_tta.tta.generate.MethodSpec` of ``--method-json`` / ``--method``."""
     from sora_tta.io import read_json
+    from sora_tta.study.variants import BASELINE
     from sora_tta.tta.generate import MethodSpec
-    from sora_tta.variants import BASELINE
 
     if path is None:
         return MethodSpec(method=method or BASELINE)
@@ -154,9 +154,9 @@ def generate_command(args: argparse.Namespace) -> int:
     from sora_tta.cluster.staging import staged_or_source
     from sora_tta.data.video import VideoReadError
     from sora_tta.models.compile import set_cache_dir
+    from sora_tta.study.variants import BASELINE
     from sora_tta.tta.checkpoint import preemption_signals
     from sora_tta.tta.generate import GenerateRequest, GenerationError, generate
-    from sora_tta.variants import BASELINE
 
     spec = read_method(args.method_json, args.method)
     if spec.adapt is None and spec.method != BASELINE:

@@ -47,6 +47,7 @@ from sora_tta.models import pipeline
 from sora_tta.models.compile import run_compiled
 from sora_tta.models.text import load_prompt_embedding
 from sora_tta.sampling import GuidanceConfig
+from sora_tta.study.variants import BASELINE
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora
 from sora_tta.tta.adapt import (
@@ -62,7 +63,6 @@ from sora_tta.tta.adapt import (
 )
 from sora_tta.tta.branches import branch_movement
 from sora_tta.tta.objective import AdaptationTarget, condition_lengths
-from sora_tta.variants import BASELINE
 
 logger = logging.getLogger(__name__)
 
