@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from sora_tta.models import pipeline
-from sora_tta.models.commands import synthetic_clip
-from sora_tta.models.tiny import make_tiny_checkpoints
 from sora_tta.tta import adapt, objective
 from sora_tta.tta.objective import AdaptationTarget, ObjectiveSpec
+from sora_tta.world.clips import synthetic_clip
+from sora_tta.world.tiny import make_tiny_checkpoints
 
 CANDIDATES = {"k5": (5,), "k1": (1,), "k8": (8,), "k1-8": tuple(range(1, 9))}
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from sora_tta.data.captions import Captioner
 from sora_tta.data.manifest import ProbeSettings, build_manifest
 from sora_tta.data.preprocess import PreprocessConfig, preprocess_video
-from sora_tta.data.synthetic import SyntheticConfig, make_synthetic_ucf101
 from sora_tta.data.ucf101 import load_split
 from sora_tta.io import write_json_atomic
+from sora_tta.world.synthetic_ucf101 import SyntheticConfig, make_synthetic_ucf101
 
 
 def parse_args() -> argparse.Namespace:

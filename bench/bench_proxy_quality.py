@@ -40,11 +40,11 @@ from sora_tta.models.pipeline import (
     load_text_encoders_from,
     tensor_to_frames,
 )
-from sora_tta.models.tiny import make_tiny_checkpoints
 from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
 from sora_tta.sampling import GuidanceConfig
 from sora_tta.world.procedural import PRETRAIN, WorldConfig, make_world
 from sora_tta.world.proxy import proxy_checkpoint_dir
+from sora_tta.world.tiny import make_tiny_checkpoints
 
 FRAMES, COND_FRAMES = 65, 33
 

@@ -39,7 +39,7 @@ marks = {"python_started": time.time() - t0}
 import torch
 from sora_tta.cluster.staging import stage_checkpoints
 from sora_tta.models import pipeline
-from sora_tta.models.commands import synthetic_clip
+from sora_tta.world.clips import synthetic_clip
 from sora_tta.tta.adapt import AdaptConfig, adapted
 from sora_tta.tta.generate import SamplingConfig, adaptation_target
 marks["imports"] = time.time() - t0
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint_dir = args.checkpoint_dir
         if checkpoint_dir is None:
-            from sora_tta.models.tiny import make_tiny_checkpoints
+            from sora_tta.world.tiny import make_tiny_checkpoints
 
             checkpoint_dir = scratch / "ckpts"
             make_tiny_checkpoints(checkpoint_dir, seed=0)

@@ -42,7 +42,7 @@ def build_model(full_size: bool, device: torch.device, dtype: torch.dtype, seed:
     """The tiny seeded MMDiT, or the full one materialised from meta with random weights."""
     if not full_size:
         # Imported here: the tiny family pulls in diffusers/transformers, not needed at full size.
-        from sora_tta.models.tiny import init_mmdit
+        from sora_tta.world.tiny import init_mmdit
 
         return init_mmdit(mmdit_config("tiny"), seed).to(device, dtype).requires_grad_(False)
     with torch.device("meta"):

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: the golden reference and the tiny checkpoint family.
+"""Fixtures shared by every test folder: the golden reference, the tiny checkpoint family, a
+small synthetic UCF-101 tree and the ``sora-tta`` command-line runner.
 
 The golden fixtures live in ``tests/fixtures/reference/`` (what each file holds, how it was
 made and how to regenerate it: ``tests/fixtures/reference/README.md``).
@@ -6,10 +7,14 @@ made and how to regenerate it: ``tests/fixtures/reference/README.md``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+from sora_tta import cli
+from sora_tta.world.synthetic_ucf101 import SyntheticConfig, SyntheticTree, make_synthetic_ucf101
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "reference"
@@ -33,7 +38,7 @@ def tiny_ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Tests must treat it as read-only; a test that writes checkpoints makes its own.
     """
-    from sora_tta.models.tiny import make_tiny_checkpoints
+    from sora_tta.world.tiny import make_tiny_checkpoints
 
     out = tmp_path_factory.mktemp("tiny_ckpts")
     make_tiny_checkpoints(out, seed=0)
@@ -94,3 +99,34 @@ def i3d_standin(tmp_path_factory: pytest.TempPathFactory):
 
     save.folder = tmp_path_factory.mktemp("i3d")
     return save
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTree:
+    """3 classes x 6 clips (3 groups of 2), 70 frames of 64x48, plus the broken cases.
+
+    Small frames keep it fast (the broken "odd size" clip is 65x49). Session-scoped:
+    tests must not modify it (copy files they want to damage).
+    """
+    config = SyntheticConfig(
+        classes=3, per_class=6, frames=70, seed=7, clips_per_group=2, width=64, height=48
+    )
+    return make_synthetic_ucf101(tmp_path_factory.mktemp("ucf") / "synthetic", config)
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable:
+    """Run ``sora_tta.cli.main(argv)``; return ``(exit_code, stdout, stderr)``.
+
+    ``SystemExit`` (argparse: ``--help``, usage errors) becomes an exit code.
+    """
+
+    def run(argv: list[object]) -> tuple[int, str, str]:
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -10,9 +10,9 @@ import pytest
 
 from sora_tta.data.manifest import read_manifest
 from sora_tta.data.preprocess import resize_cover_crop
-from sora_tta.data.synthetic import SyntheticTree
 from sora_tta.data.video import read_frames
 from sora_tta.io import read_json
+from sora_tta.world.synthetic_ucf101 import SyntheticTree
 
 Run = Callable[[list[object]], tuple[int, str, str]]
 

@@ -17,8 +17,8 @@ from sora_tta.data.manifest import (
     read_manifest,
     write_manifest,
 )
-from sora_tta.data.synthetic import SyntheticTree
 from sora_tta.data.ucf101 import load_split
+from sora_tta.world.synthetic_ucf101 import SyntheticTree
 
 SETTINGS = ProbeSettings(min_frames=65, expected_size=(64, 48))
 

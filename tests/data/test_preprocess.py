@@ -16,9 +16,9 @@ from sora_tta.data.preprocess import (
     preprocess_video,
     resize_cover_crop,
 )
-from sora_tta.data.synthetic import SyntheticTree
 from sora_tta.data.video import read_frames, write_lossless
 from sora_tta.io import read_json
+from sora_tta.world.synthetic_ucf101 import SyntheticTree
 
 SMALL = {"height": 32, "width": 48, "expected_size": (64, 48)}
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sora_tta.data.probe import STATUSES, probe_video, riff_truncation
-from sora_tta.data.synthetic import SyntheticTree
 from sora_tta.data.video import write_lossless
+from sora_tta.world.synthetic_ucf101 import SyntheticTree
 
 SIZE = (64, 48)  # the small_tree fixture's frame size
 FRAMES = 70

@@ -10,10 +10,10 @@ import torch
 
 from sora_tta.models import compile as comp
 from sora_tta.models import pipeline
-from sora_tta.models.commands import synthetic_clip
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
 from sora_tta.sampling import GuidanceConfig
 from sora_tta.tta import lora
+from sora_tta.world.clips import synthetic_clip
 
 
 @pytest.fixture(scope="module")

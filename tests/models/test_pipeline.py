@@ -13,9 +13,9 @@ from sora_tta.cli import main
 from sora_tta.data.video import read_frames
 from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
-from sora_tta.models.commands import synthetic_clip
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
 from sora_tta.sampling import GuidanceConfig
+from sora_tta.world.clips import synthetic_clip
 
 SMOKE_LIMIT_S = 60.0
 

@@ -16,9 +16,9 @@ import torch
 
 from sora_tta.data.video import write_lossless
 from sora_tta.models import pipeline
-from sora_tta.models.commands import synthetic_clip
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, prompt_id, save_prompt_embedding
 from sora_tta.tta.objective import AdaptationTarget
+from sora_tta.world.clips import synthetic_clip
 
 HEIGHT, WIDTH = 32, 48
 CAPTION = "a person playing guitar"

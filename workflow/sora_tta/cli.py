@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES = (
-    "sora_tta.models.commands",
+    "sora_tta.smoke",
     "sora_tta.data.commands",
     "sora_tta.tta.commands",
     "sora_tta.evaluation.commands",

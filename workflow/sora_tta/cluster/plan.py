@@ -239,7 +239,7 @@ def _count_selection(
     from sora_tta.data import ucf101
 
     if synthetic:
-        from sora_tta.data.synthetic import SyntheticConfig, listed_clips
+        from sora_tta.world.synthetic_ucf101 import SyntheticConfig, listed_clips
 
         known = {k: v for k, v in synthetic.items() if k in SyntheticConfig.__dataclass_fields__}
         clips, source = listed_clips(SyntheticConfig(**known), split, subset), "data.synthetic"

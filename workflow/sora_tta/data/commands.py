@@ -1,4 +1,4 @@
-"""``sora-tta`` subcommands of the data area: make-synthetic-ucf101, manifest, preprocess."""
+"""``sora-tta`` subcommands of the data area: manifest, preprocess."""
 
 from __future__ import annotations
 
@@ -48,68 +48,8 @@ def _add_size_check(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the data subcommands to the ``sora-tta`` parser."""
-    _register_synthetic(subparsers)
     _register_manifest(subparsers)
     _register_preprocess(subparsers)
-
-
-def _register_synthetic(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "make-synthetic-ucf101",
-        help="write a small synthetic UCF-101 tree (videos + official-format split lists)",
-        description=(
-            "Write OUT/UCF-101/<Class>/v_<Class>_gNN_cMM.avi (MPEG-4 part 2 in AVI), "
-            "OUT/ucfTrainTestlist/{classInd,testlist0N,trainlist0N}.txt and OUT/synthetic.json. "
-            "Clips show textured shapes and a panning background whose motion differs per "
-            "class; broken clips (too short, truncated, empty, undecodable, odd size, missing) "
-            "are listed in every test split. Deterministic from --seed."
-        ),
-    )
-    p.add_argument("out", type=Path, metavar="OUT", help="output folder (must be empty or absent)")
-    p.add_argument(
-        "--classes", type=positive_int, default=3, help="number of classes, 1-101 (default 3)"
-    )
-    p.add_argument(
-        "--per-class", type=positive_int, default=2, help="regular clips per class (default 2)"
-    )
-    p.add_argument(
-        "--frames", type=positive_int, default=80, help="frames per regular clip (default 80)"
-    )
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--clips-per-group", type=positive_int, default=4, help="clips per group gNN (default 4)"
-    )
-    p.add_argument("--width", type=positive_int, default=320, help="frame width (default 320)")
-    p.add_argument("--height", type=positive_int, default=240, help="frame height (default 240)")
-    p.add_argument("--no-broken", dest="broken", action="store_false", help="omit the broken cases")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace the data folders of a non-empty OUT"
-    )
-    p.set_defaults(func=_run_synthetic)
-
-
-def _run_synthetic(args: argparse.Namespace) -> int:
-    from sora_tta.data.synthetic import SyntheticConfig, make_synthetic_ucf101
-
-    try:
-        config = SyntheticConfig(
-            classes=args.classes,
-            per_class=args.per_class,
-            frames=args.frames,
-            seed=args.seed,
-            clips_per_group=args.clips_per_group,
-            width=args.width,
-            height=args.height,
-            broken=args.broken,
-        )
-        tree = make_synthetic_ucf101(args.out, config, overwrite=args.overwrite)
-    except (ValueError, FileExistsError) as err:
-        raise CommandError(str(err)) from err
-    except OSError as err:
-        raise CommandError(f"{args.out}: cannot write ({err.strerror or err})") from err
-    count = config.classes * config.per_class
-    log.info("wrote %d clips (+%d broken cases) to %s", count, len(tree.info["broken"]), args.out)
-    return 0
 
 
 def _register_manifest(subparsers: argparse._SubParsersAction) -> None:

@@ -1,4 +1,6 @@
-"""World subcommands: ``make-world`` (a procedural UCF-101-layout tree) and ``pretrain-proxy``.
+"""World subcommands, the fake world of the demo and the tests: ``make-synthetic-ucf101``,
+``make-world`` (a procedural UCF-101-layout tree), ``make-tiny-checkpoints``,
+``pretrain-proxy`` and ``proxy-checkpoints``.
 
 Heavy imports (torch, diffusers, transformers) happen inside the command functions.
 """
@@ -13,13 +15,26 @@ from typing import Any
 
 from sora_tta import cli_options as opts
 from sora_tta.cli import CommandError
-from sora_tta.cli_options import positive_int
+from sora_tta.cli_options import non_negative_int, positive_int
 
 logger = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
     """Add the world subcommands to the top-level parser."""
+    _register_synthetic(subparsers)
+    tiny = subparsers.add_parser(
+        "make-tiny-checkpoints",
+        help="write the tiny seeded checkpoint family in the official layout",
+        description="Write a tiny Open-Sora v2.0 checkpoint family (MMDiT, VAE, T5, CLIP) "
+        "in the official folder layout; same seed, same bytes.",
+    )
+    tiny.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write (official layout)"
+    )
+    opts.add_seed(tiny, "initialisation seed")
+    tiny.set_defaults(func=make_tiny_checkpoints_command)
+
     world = subparsers.add_parser(
         "make-world",
         help="write a procedural-world video tree in UCF-101's folder and split layout",
@@ -154,5 +169,86 @@ def pretrain_proxy_command(args: argparse.Namespace) -> int:
         description["mmdit"]["steps"],
         description["mmdit"]["loss_last_window"] or float("nan"),
         args.out / PROXY_FILE,
+    )
+    return 0
+
+
+def _register_synthetic(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "make-synthetic-ucf101",
+        help="write a small synthetic UCF-101 tree (videos + official-format split lists)",
+        description=(
+            "Write OUT/UCF-101/<Class>/v_<Class>_gNN_cMM.avi (MPEG-4 part 2 in AVI), "
+            "OUT/ucfTrainTestlist/{classInd,testlist0N,trainlist0N}.txt and OUT/synthetic.json. "
+            "Clips show textured shapes and a panning background whose motion differs per "
+            "class; broken clips (too short, truncated, empty, undecodable, odd size, missing) "
+            "are listed in every test split. Deterministic from --seed."
+        ),
+    )
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder (must be empty or absent)")
+    p.add_argument(
+        "--classes", type=positive_int, default=3, help="number of classes, 1-101 (default 3)"
+    )
+    p.add_argument(
+        "--per-class", type=positive_int, default=2, help="regular clips per class (default 2)"
+    )
+    p.add_argument(
+        "--frames", type=positive_int, default=80, help="frames per regular clip (default 80)"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--clips-per-group", type=positive_int, default=4, help="clips per group gNN (default 4)"
+    )
+    p.add_argument("--width", type=positive_int, default=320, help="frame width (default 320)")
+    p.add_argument("--height", type=positive_int, default=240, help="frame height (default 240)")
+    p.add_argument("--no-broken", dest="broken", action="store_false", help="omit the broken cases")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the data folders of a non-empty OUT"
+    )
+    p.set_defaults(func=_run_synthetic)
+
+
+def _run_synthetic(args: argparse.Namespace) -> int:
+    from sora_tta.world.synthetic_ucf101 import SyntheticConfig, make_synthetic_ucf101
+
+    try:
+        config = SyntheticConfig(
+            classes=args.classes,
+            per_class=args.per_class,
+            frames=args.frames,
+            seed=args.seed,
+            clips_per_group=args.clips_per_group,
+            width=args.width,
+            height=args.height,
+            broken=args.broken,
+        )
+        tree = make_synthetic_ucf101(args.out, config, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as err:
+        raise CommandError(str(err)) from err
+    except OSError as err:
+        raise CommandError(f"{args.out}: cannot write ({err.strerror or err})") from err
+    count = config.classes * config.per_class
+    logger.info(
+        "wrote %d clips (+%d broken cases) to %s", count, len(tree.info["broken"]), args.out
+    )
+    return 0
+
+
+def make_tiny_checkpoints_command(args: argparse.Namespace) -> int:
+    """Write the tiny family into ``args.out_dir``."""
+    from sora_tta.layout import TINY_FAMILY_FILE
+    from sora_tta.world.tiny import make_tiny_checkpoints
+
+    start = time.perf_counter()
+    try:
+        description = make_tiny_checkpoints(args.out_dir, seed=args.seed)
+    except OSError as err:
+        raise CommandError(f"{args.out_dir}: cannot write the tiny checkpoints ({err})") from err
+    logger.info(
+        "wrote %d tiny checkpoint files to %s in %.1f s (see %s)",
+        len(description["sha256"]),
+        args.out_dir,
+        time.perf_counter() - start,
+        TINY_FAMILY_FILE,
     )
     return 0

@@ -44,7 +44,6 @@ from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import save_mmdit
 from sora_tta.models.mmdit import MMDiT, MMDiTConfig, mmdit_config
 from sora_tta.models.pipeline import frames_to_tensor
-from sora_tta.models.tiny import init_mmdit, make_tiny_checkpoints
 from sora_tta.models.vae import (
     VAEConfig,
     VideoAutoencoder,
@@ -56,6 +55,7 @@ from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
 from sora_tta.tta.objective import noisy_input, sample_timesteps
 from sora_tta.world.procedural import PRETRAIN, render_video, video_params
 from sora_tta.world.proxy import PROXY_FILE
+from sora_tta.world.tiny import init_mmdit, make_tiny_checkpoints
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ Motion and appearance are drawn from separate seeded streams: for the same ``(se
 are fractions of the frame height, so a video rendered at another size shows the same scene.
 
 ``make_world(out, config)`` writes a tree in UCF-101's folder and split layout through
-:func:`sora_tta.data.synthetic.make_synthetic_ucf101` (same lists, encoding and broken cases),
-plus ``world.json`` (the configuration and every video's parameters and caption) and
+:func:`~sora_tta.world.synthetic_ucf101.make_synthetic_ucf101` (same lists, encoding and broken
+cases), plus ``world.json`` (the configuration and every video's parameters and caption) and
 ``captions.tsv`` (video id -> caption, the manifest's ``--caption-overrides`` format).
 """
 
@@ -32,15 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_tta.data.synthetic import (
+from sora_tta.data.ucf101 import CLASS_NAMES
+from sora_tta.io import write_json_atomic, write_text_atomic
+from sora_tta.layout import WORLD_CAPTIONS_FILE
+from sora_tta.world.synthetic_ucf101 import (
     SyntheticConfig,
     SyntheticTree,
     _bounce,
     make_synthetic_ucf101,
 )
-from sora_tta.data.ucf101 import CLASS_NAMES
-from sora_tta.io import write_json_atomic, write_text_atomic
-from sora_tta.layout import WORLD_CAPTIONS_FILE
 
 PRETRAIN = "pretrain"
 NOVEL = "novel"

@@ -1,6 +1,7 @@
-"""Model subcommands: ``make-tiny-checkpoints`` and the end-to-end ``smoke`` run.
+"""``sora-tta smoke``: continue a synthetic clip end to end with a checkpoint folder (load,
+encode, sample, decode, write), the quickest check that the checkpoints and the stack work.
 
-Heavy imports (torch, diffusers, transformers) happen inside the command functions.
+Heavy imports (torch, diffusers, transformers) happen inside the command function.
 """
 
 from __future__ import annotations
@@ -21,19 +22,7 @@ SMOKE_FPS = 24
 
 
 def register(subparsers: Any) -> None:
-    """Add the model subcommands to the top-level parser."""
-    tiny = subparsers.add_parser(
-        "make-tiny-checkpoints",
-        help="write the tiny seeded checkpoint family in the official layout",
-        description="Write a tiny Open-Sora v2.0 checkpoint family (MMDiT, VAE, T5, CLIP) "
-        "in the official folder layout; same seed, same bytes.",
-    )
-    tiny.add_argument(
-        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write (official layout)"
-    )
-    opts.add_seed(tiny, "initialisation seed")
-    tiny.set_defaults(func=make_tiny_checkpoints_command)
-
+    """Add the ``smoke`` subcommand to the top-level parser."""
     smoke = subparsers.add_parser(
         "smoke",
         help="continue a synthetic clip end to end (load, encode, sample, decode, write)",
@@ -70,44 +59,6 @@ def register(subparsers: Any) -> None:
     smoke.set_defaults(func=smoke_command)
 
 
-def make_tiny_checkpoints_command(args: argparse.Namespace) -> int:
-    """Write the tiny family into ``args.out_dir``."""
-    from sora_tta.models.tiny import FAMILY_FILE, make_tiny_checkpoints
-
-    start = time.perf_counter()
-    try:
-        description = make_tiny_checkpoints(args.out_dir, seed=args.seed)
-    except OSError as err:
-        raise CommandError(f"{args.out_dir}: cannot write the tiny checkpoints ({err})") from err
-    logger.info(
-        "wrote %d tiny checkpoint files to %s in %.1f s (see %s)",
-        len(description["sha256"]),
-        args.out_dir,
-        time.perf_counter() - start,
-        FAMILY_FILE,
-    )
-    return 0
-
-
-def synthetic_clip(num_frames: int, height: int, width: int) -> Any:
-    """A deterministic moving pattern ``(T, H, W, 3)`` uint8: drifting stripes and a square."""
-    import numpy as np
-
-    t = np.arange(num_frames, dtype=np.float32)[:, None, None]
-    y = np.arange(height, dtype=np.float32)[None, :, None]
-    x = np.arange(width, dtype=np.float32)[None, None, :]
-    red = 0.5 + 0.5 * np.sin(2 * np.pi * (x - 1.5 * t) / 24)
-    green = 0.5 + 0.5 * np.cos(2 * np.pi * (y + t) / 32)
-    side = max(height // 4, 1)
-    left = (t * 2) % max(width - side, 1)
-    top = height // 2 - side // 2
-    square = (x >= left) & (x < left + side) & (y >= top) & (y < top + side)
-    shape = (num_frames, height, width)
-    channels = [np.broadcast_to(c, shape) for c in (red, green, square.astype(np.float32))]
-    frames = np.stack(channels, axis=-1)
-    return np.round(frames * 255).astype(np.uint8)
-
-
 def smoke_command(args: argparse.Namespace) -> int:
     """Run one continuation of a synthetic clip end to end and write it losslessly."""
     import torch
@@ -117,6 +68,7 @@ def smoke_command(args: argparse.Namespace) -> int:
     from sora_tta.models import pipeline
     from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
     from sora_tta.sampling import GuidanceConfig
+    from sora_tta.world.clips import synthetic_clip
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -10,18 +10,17 @@ import torch
 
 from sora_tta.data.captions import class_to_action
 from sora_tta.data.ucf101 import CLASS_NAMES
-from sora_tta.layout import CheckpointLayout
+from sora_tta.layout import TINY_FAMILY_FILE, CheckpointLayout
 from sora_tta.models.loader import load_mmdit
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, load_text_encoders
-from sora_tta.models.tiny import (
-    FAMILY_FILE,
+from sora_tta.models.vae import load_vae, vae_config
+from sora_tta.sampling import make_img_ids, make_txt_ids
+from sora_tta.world.tiny import (
     caption_words,
     init_mmdit,
     make_tiny_checkpoints,
     tiny_mmdit_config,
 )
-from sora_tta.models.vae import load_vae, vae_config
-from sora_tta.sampling import make_img_ids, make_txt_ids
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -36,17 +35,17 @@ def family(tmp_path_factory: pytest.TempPathFactory) -> tuple[CheckpointLayout, 
 
 def test_layout_and_description(family) -> None:
     layout, description = family
-    for path in (layout.mmdit, layout.vae, layout.root / FAMILY_FILE):
+    for path in (layout.mmdit, layout.vae, layout.root / TINY_FAMILY_FILE):
         assert path.is_file(), path
     for folder in (layout.t5, layout.clip):
         assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
         assert (folder / "model.safetensors").is_file()
-    on_disk = json.loads((layout.root / FAMILY_FILE).read_text())
+    on_disk = json.loads((layout.root / TINY_FAMILY_FILE).read_text())
     assert on_disk == json.loads(json.dumps(description))
     assert on_disk["seed"] == 0
     assert on_disk["mmdit"] == tiny_mmdit_config().to_dict()
     assert on_disk["vae"] == vae_config("tiny").to_dict()
-    assert set(on_disk["sha256"]) == set(_files(layout.root)) - {FAMILY_FILE}
+    assert set(on_disk["sha256"]) == set(_files(layout.root)) - {TINY_FAMILY_FILE}
     hidden = [p for p in layout.root.rglob(".*")]
     assert hidden == []  # no temporary leftovers
 

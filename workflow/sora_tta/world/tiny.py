@@ -38,13 +38,12 @@ from typing import Any
 import torch
 
 from sora_tta.io import write_json_atomic
-from sora_tta.layout import CheckpointLayout
+from sora_tta.layout import TINY_FAMILY_FILE, CheckpointLayout
 from sora_tta.models.loader import save_mmdit
 from sora_tta.models.mmdit import MMDiT, MMDiTConfig, mmdit_config
 from sora_tta.models.text import CLIP_MAX_LENGTH, T5_MAX_LENGTH, quiet_transformers
 from sora_tta.models.vae import build_autoencoder, save_vae, vae_config
 
-FAMILY_FILE = "tiny_family.json"
 # Words of the prompt template and common caption words, besides the UCF-101 action words.
 EXTRA_WORDS = (
     "a", "an", "the", "person", "people", "man", "woman", "child", "is", "are", "doing",
@@ -300,5 +299,5 @@ def make_tiny_checkpoints(out_dir: str | os.PathLike[str], seed: int = 0) -> dic
             for p in [layout.mmdit, layout.vae, *files]
         },
     }
-    write_json_atomic(layout.root / FAMILY_FILE, description)
+    write_json_atomic(layout.root / TINY_FAMILY_FILE, description)
     return description

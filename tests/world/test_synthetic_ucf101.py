@@ -9,7 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from sora_tta.data.synthetic import (
+from sora_tta.data.ucf101 import load_split, read_class_index, read_split_list
+from sora_tta.data.video import read_frames
+from sora_tta.world.synthetic_ucf101 import (
     BROKEN_CASES,
     SyntheticConfig,
     SyntheticTree,
@@ -17,8 +19,6 @@ from sora_tta.data.synthetic import (
     make_synthetic_ucf101,
     render_clip,
 )
-from sora_tta.data.ucf101 import load_split, read_class_index, read_split_list
-from sora_tta.data.video import read_frames
 
 
 def test_layout_and_official_list_formats(small_tree: SyntheticTree) -> None:
