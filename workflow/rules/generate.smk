@@ -96,11 +96,12 @@ rule generate_baseline:
         benchmark_path("generate_baseline", "{video}")
     params:
         options=options.generate_options(config),
+        donor="",  # generate_tta: the cross-video control's donor flags
     shell:
         "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
         " --method-json {input.method} --prompt-embedding {input.prompt}"
         " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
-        " {params.options} 2>&1 | tee {log} >&2"
+        " {params.options} {params.donor} 2>&1 | tee {log} >&2"
 
 
 # Both generation rules copy their progress lines (adaptation steps, sampling, decoding) into
@@ -110,9 +111,10 @@ rule generate_baseline:
 # The variant's folder name carries the hash of its parameters. An interrupted run (exit 75,
 # or a killed job rerun with --rerun-incomplete) resumes from the state under
 # <out-dir>/resume/, which Snakemake does not delete.
-rule generate_tta:
-    """Continuation after LoRA test-time adaptation on the conditioning frames (for the
-    cross-video control: on the donor video's)."""
+#
+# generate_tta: continuation after LoRA test-time adaptation on the conditioning frames (for
+# the cross-video control: on the donor video's), the baseline's command on a variant's files.
+use rule generate_baseline as generate_tta with:
     input:
         unpack(cross_video_inputs),
         clip=CLIP,
@@ -128,8 +130,3 @@ rule generate_tta:
     params:
         options=options.generate_options(config, tta=True),
         donor=cross_video_options,
-    shell:
-        "sora-tta generate --clip {input.clip} --video-id {wildcards.video}"
-        " --method-json {input.method} --prompt-embedding {input.prompt}"
-        " --negative-embedding {input.negative} --out-dir $(dirname {output.meta})"
-        " {params.options} {params.donor} 2>&1 | tee {log} >&2"
