@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from sora_tta import cli
 from sora_tta.world.synthetic_ucf101 import SyntheticConfig, SyntheticTree, make_synthetic_ucf101
@@ -130,3 +131,22 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable:
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def shipped_config() -> Callable[..., dict]:
+    """``shipped_config(name, defaults=False)``: a fresh copy of ``config/<name>``; with
+    ``defaults``, completed with the schema defaults the way the workflow does
+    (``snakemake.utils.validate``)."""
+
+    def load(name: str, defaults: bool = False) -> dict:
+        config = yaml.safe_load((REPO_ROOT / "config" / name).read_text())
+        if defaults:
+            from snakemake.utils import validate
+
+            from sora_tta.study.config import SCHEMA_PATH
+
+            validate(config, str(SCHEMA_PATH))
+        return config
+
+    return load

@@ -19,9 +19,38 @@ from snakemake.utils import validate
 try:
     from sora_tta.study import variants as variant_lib
     from sora_tta import layout
+    from sora_tta.layout import (
+        AGGREGATE_DIR,
+        BENCHMARKS,
+        CLIP,
+        CLIP_SIDECAR,
+        FIGURE_DIR,
+        GEN_DIR,
+        GEN_META,
+        LOGS,
+        MANIFEST,
+        METHOD_CONFIG,
+        METHODS_TABLE,
+        METRICS,
+        METRICS_DIR,
+        GENERATIONS,
+        CLIPS,
+        PROMPT_DIR,
+        REPORT_DIR,
+        RESULTS,
+        SMOKE_DIR,
+        SOURCE_LISTING,
+    )
     from sora_tta.study import config as study_config
     from sora_tta.study import methods, options, paths, preflight, report_pages
     from sora_tta.study import snakemake_cli
+    from sora_tta.study.manifest_index import (
+        CLASS_NAME_PATTERN,
+        CheckpointOutputs,
+        ManifestCache,
+        ManifestError,
+        ManifestIndex,
+    )
     from sora_tta.evaluation.definitions import FVD_FILE
     from sora_tta.io import write_json_atomic, write_text_atomic
     from sora_tta.prompts import NEGATIVE_FILE
@@ -87,28 +116,11 @@ CKPT = paths.checkpoint_paths(config)
 BUILT_CHECKPOINTS = paths.built_checkpoints(config)  # tiny / proxy: made in the DAG
 
 # ---------------------------------------------------------------- result layout
-RESULTS = "results"
-MANIFEST = f"{RESULTS}/manifest.csv"
-CLIP = f"{RESULTS}/clips/{{video}}.mkv"
-CLIP_SIDECAR = f"{RESULTS}/clips/{{video}}.json"
-PROMPT_DIR = f"{RESULTS}/prompts"
+# The results tree (RESULTS, MANIFEST, CLIP, GEN_META, METRICS, ...) is sora_tta.layout's.
 NEGATIVE = f"{PROMPT_DIR}/{NEGATIVE_FILE}"
-METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
-GEN_DIR = f"{RESULTS}/generations/{{method}}/{{video}}"
-GEN_VIDEO = f"{GEN_DIR}/video.mkv"
-GEN_META = f"{GEN_DIR}/meta.json"  # the generation jobs' output: the outcome record
-METRICS = f"{RESULTS}/metrics/{{method}}/{{class_name}}.json"
-AGGREGATE_DIR = f"{RESULTS}/aggregate"
 FVD_TABLE = (
     f"{AGGREGATE_DIR}/{FVD_FILE}"  # optional metric: a skip reason without weights
 )
-FIGURE_DIR = f"{RESULTS}/figures"
-SMOKE_DIR = f"{RESULTS}/smoke"
-LOGS = f"{RESULTS}/logs"
-# Every file under data.ucf_root (size, time): the manifest's input, rewritten by the
-# preflight only when it changes, so that videos added, removed or replaced are noticed.
-SOURCE_LISTING = f"{RESULTS}/sources.json"
-BENCHMARKS = f"{RESULTS}/benchmarks"
 
 REPORT_PAGES = [
     "summary",
@@ -132,10 +144,6 @@ FIGURES = [
     "per_class",
     "loss_curves",
 ]
-
-
-# Class names become file names: the manifest's usable rows are checked against this.
-CLASS_NAME_PATTERN = r"[A-Za-z0-9_+-]+"
 
 
 wildcard_constraints:
@@ -193,121 +201,31 @@ def benchmark_path(rule, pattern=None):
 
 
 # ---------------------------------------------------------------- manifest access
-_MANIFEST_CACHE = {}
-
-
-class ManifestIndex:
-    """The manifest as lookups: rows by video id, usable (status ok) videos in file order and
-    grouped by class (classes in order of first appearance)."""
-
-    def __init__(self, path):
-        from sora_tta.data.manifest import read_manifest
-
-        frame = read_manifest(path)
-        columns = ("video_id", "class_name", "caption", "source_path", "status", "role")
-        self.rows = {
-            str(row[0]): dict(zip(columns, map(str, row)))
-            for row in zip(*(frame[c] for c in columns))
-        }
-        self.usable = [v for v, row in self.rows.items() if row["status"] == "ok"]
-        self.by_class = {}
-        for video in self.usable:
-            self.by_class.setdefault(self.rows[video]["class_name"], []).append(video)
-        self.has_validation = any(
-            self.rows[v]["role"] == "validation" for v in self.usable
-        )
-        self._method_classes = {}
-        bad = [c for c in self.by_class if not re.fullmatch(CLASS_NAME_PATTERN, c)]
-        if bad:
-            raise WorkflowError(
-                f"{path}: class names {bad} are not usable in file names "
-                f"(allowed: {CLASS_NAME_PATTERN})"
-            )
-        self._prompt_ids = None
-        self._donors = None
-
-    def row(self, video):
-        try:
-            return self.rows[video]
-        except KeyError:
-            raise WorkflowError(f"{MANIFEST}: no video {video!r}") from None
-
-    def usable_row(self, video):
-        row = self.row(video)
-        if row["status"] != "ok":
-            raise WorkflowError(
-                f"{MANIFEST}: video {video!r} is not usable ({row['status']})"
-            )
-        return row
-
-    def method_classes(self, method):
-        """Class -> usable videos that ``method`` runs on (method_runs_on), classes
-        without any left out."""
-        if method not in self._method_classes:
-            from sora_tta.data.manifest import method_runs_on
-
-            roles = method_runs_on(method, FINAL_METHODS, self.has_validation, BASELINE)
-            table = {}
-            for class_name, videos in self.by_class.items():
-                kept = [v for v in videos if self.rows[v]["role"] in roles]
-                if kept:
-                    table[class_name] = kept
-            self._method_classes[method] = table
-        return self._method_classes[method]
-
-    def method_class_videos(self, method, class_name):
-        try:
-            return self.method_classes(method)[class_name]
-        except KeyError:
-            raise WorkflowError(
-                f"{MANIFEST}: no usable video of class {class_name!r} for {method}"
-            ) from None
-
-    def prompt_id(self, video):
-        """File stem of the video's prompt embedding (computed for all videos at once)."""
-        if self._prompt_ids is None:
-            from sora_tta.prompts import format_prompt, prompt_id
-
-            fps, motion = config["prompts"]["fps"], config["prompts"]["motion_score"]
-            self._prompt_ids = {
-                v: prompt_id(format_prompt(self.rows[v]["caption"], fps, motion))
-                for v in self.usable
-            }
-        self.usable_row(video)
-        return self._prompt_ids[video]
-
-    def cross_video_donor(self, video):
-        """The video whose clip the cross-video control adapts on for ``video``: a fixed
-        derangement from generation.seed with donors of another class."""
-        if self._donors is None:
-            rows = [
-                (v, self.rows[v]["class_name"], self.rows[v]["role"])
-                for v in self.usable
-            ]
-            seed = config["generation"]["seed"]
-            self._donors = variant_lib.cross_video_donors_by_role(rows, seed)
-        self.usable_row(video)
-        return self._donors[video]
-
-
-_CHECKPOINT_OUTPUTS = {}
+CHECKPOINT_OUTPUTS = CheckpointOutputs(
+    workflow.is_main_process, IncompleteCheckpointException
+)
 
 
 def checkpoint_output(pending, path):
     """``path`` (an output of checkpoint ``pending``) once that has run; before that,
     defer the calling input function (Snakemake re-evaluates it after the checkpoint).
     """
-    if path not in _CHECKPOINT_OUTPUTS:
-        try:
-            pending.get()
-        except IncompleteCheckpointException:
-            # A job's own Snakemake process (on a cluster node, or for a run: job) builds
-            # only that job, without the checkpoint; the main process ran the checkpoint
-            # before it scheduled the job, so the file is there to be read.
-            if workflow.is_main_process or not os.path.exists(path):
-                raise
-        _CHECKPOINT_OUTPUTS[path] = path
-    return path
+    return CHECKPOINT_OUTPUTS.get(pending, path)
+
+
+def read_manifest_index(path):
+    """The manifest at ``path`` as lookups, with this configuration's settings."""
+    prompts = config["prompts"]
+    return ManifestIndex(
+        path,
+        final_methods=FINAL_METHODS,
+        prompt_fps=prompts["fps"],
+        motion_score=prompts["motion_score"],
+        seed=config["generation"]["seed"],
+    )
+
+
+MANIFESTS = ManifestCache(read_manifest_index)
 
 
 def manifest_path():
@@ -317,14 +235,7 @@ def manifest_path():
 
 def manifest_index():
     """The manifest produced by the checkpoint, read once per file version."""
-    path = manifest_path()
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    index = _MANIFEST_CACHE.get(key)
-    if index is None:
-        _MANIFEST_CACHE.clear()
-        index = _MANIFEST_CACHE[key] = ManifestIndex(path)
-    return index
+    return MANIFESTS.get(manifest_path())
 
 
 @cached_signature
@@ -403,7 +314,7 @@ def intermediates():
     from sora_tta import integrity
     from sora_tta.evaluation.aggregate import OUTPUT_FILES
 
-    index = ManifestIndex(MANIFEST)
+    index = read_manifest_index(MANIFEST)
     layout = integrity.Layout(
         method_file=METHOD_CONFIG,
         clip=CLIP,
@@ -429,10 +340,7 @@ def intermediates():
         layout=layout,
         methods={m: method_settings(m) for m in METHODS},
         videos=videos,
-        method_videos={
-            m: tuple(v for vs in index.method_classes(m).values() for v in vs)
-            for m in METHODS
-        },
+        method_videos={m: index.method_videos(m) for m in METHODS},
         method_inputs=(CKPT.mmdit, CKPT.vae),
         preprocess_command=(
             "sora-tta",
@@ -454,8 +362,12 @@ def check_intermediates():
     if not os.path.exists(MANIFEST):
         return
     forced = "encode_prompts" in snakemake_cli.forced_rules(sys.argv[1:])
+    try:
+        expected = intermediates()
+    except ManifestError as err:
+        raise WorkflowError(str(err))
     found = integrity.check_intermediates(
-        intermediates(), repair=not dry_run, prompts_forced=forced
+        expected, repair=not dry_run, prompts_forced=forced
     )
     for problem in found.repaired:
         print(f"preflight: {problem.describe()}", file=sys.stderr)
@@ -503,7 +415,7 @@ def fvd_inputs(wildcards):
 def study_outputs():
     """The targets of the whole study: the figures and the report pages of every table."""
     return [f"{FIGURE_DIR}/{f}.png" for f in FIGURES] + [
-        f"{RESULTS}/report/{page}.html" for page in REPORT_PAGES
+        f"{REPORT_DIR}/{page}.html" for page in REPORT_PAGES
     ]
 
 

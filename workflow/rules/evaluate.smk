@@ -59,8 +59,8 @@ rule aggregate:
     params:
         methods=",".join(METHODS),
         baseline=BASELINE,
-        metrics_dir=f"{RESULTS}/metrics",
-        generations_dir=f"{RESULTS}/generations",
+        metrics_dir=METRICS_DIR,
+        generations_dir=GENERATIONS,
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         bootstrap=config["aggregate"]["bootstrap"],
         seed=config["aggregate"]["seed"],
@@ -98,8 +98,8 @@ rule fvd:
         baseline=BASELINE,
         final=",".join(FINAL_METHODS),
         manifest=MANIFEST,
-        generations_dir=f"{RESULTS}/generations",
-        clips_dir=f"{RESULTS}/clips",
+        generations_dir=GENERATIONS,
+        clips_dir=CLIPS,
         options=options.fvd_options(config),
     shell:
         "sora-tta fvd --generations-dir {params.generations_dir}"
@@ -156,8 +156,8 @@ rule plot:
         benchmark_path("plot")
     params:
         aggregate_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
-        generations_dir=f"{RESULTS}/generations",
-        clips_dir=f"{RESULTS}/clips",
+        generations_dir=GENERATIONS,
+        clips_dir=CLIPS,
         out_dir=lambda wildcards, output: os.path.dirname(output.per_class),
         baseline=BASELINE,
         strip_videos=config["aggregate"]["strip_videos"],

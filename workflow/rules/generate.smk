@@ -33,7 +33,7 @@ rule method_config:
 rule methods_table:
     """Every method of the study: id, readable name, changed and full parameters."""
     output:
-        f"{RESULTS}/methods/methods.tsv",
+        METHODS_TABLE,
     log:
         log_path("methods_table"),
     benchmark:

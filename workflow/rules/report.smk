@@ -4,7 +4,6 @@ The report shows images and HTML inline but offers CSV files and GIFs only as do
 each table (and the strip) gets a small self-contained HTML page, marked with its caption.
 """
 
-REPORT_DIR = f"{RESULTS}/report"
 TABLE_PAGES = {
     "summary": "Mean metrics per method",
     "paired": "Each variant vs the baseline (paired)",
@@ -59,7 +58,7 @@ rule report_pages:
         branches=f"{AGGREGATE_DIR}/branches.csv",
         failures=f"{AGGREGATE_DIR}/failures.csv",
         fvd=rules.fvd.output[0],
-        methods=f"{RESULTS}/methods/methods.tsv",
+        methods=METHODS_TABLE,
         manifest=MANIFEST,
         strip=f"{FIGURE_DIR}/strip.gif",
     output:

@@ -1,7 +1,8 @@
-"""The official checkpoint folder layout: every checkpoint file name, defined once.
+"""Every file name, defined once: the official checkpoint folder layout and the results tree.
 
 Torch-free: the workflow reads it at DAG time. The real ``ckpts/`` folder, the tiny family
-(``sora-tta make-tiny-checkpoints``) and the proxy checkpoints all have this layout.
+(``sora-tta make-tiny-checkpoints``) and the proxy checkpoints all have the checkpoint layout;
+every run of the workflow writes the results tree under its working directory.
 """
 
 from __future__ import annotations
@@ -70,3 +71,39 @@ T5_TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
 
 
 CLIP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+
+# ---------------------------------------------------------------- the results tree
+# Paths relative to the workflow directory; {video}, {method}, {class_name} are the rules'
+# wildcards (format patterns).
+RESULTS = "results"
+#: The selected videos: one row each, with status, role, caption and source.
+MANIFEST = f"{RESULTS}/manifest.csv"
+#: Every file under ``data.ucf_root`` (size, time): rewritten by the preflight only when it
+#: changes, so that videos added, removed or replaced are noticed.
+SOURCE_LISTING = f"{RESULTS}/sources.json"
+CLIPS = f"{RESULTS}/clips"
+#: Ground truth: the preprocessed clip, and its sidecar (frame count, frame hash, source).
+CLIP = f"{CLIPS}/{{video}}.mkv"
+CLIP_SIDECAR = f"{CLIPS}/{{video}}.json"
+PROMPT_DIR = f"{RESULTS}/prompts"
+#: Each method's settings (``sora-tta generate --method-json``), and the table of all.
+METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
+METHODS_TABLE = f"{RESULTS}/methods/methods.tsv"
+GENERATIONS = f"{RESULTS}/generations"
+GEN_DIR = f"{GENERATIONS}/{{method}}/{{video}}"
+GEN_VIDEO = f"{GEN_DIR}/video.mkv"
+#: The generation jobs' output: the record of the video's outcome.
+GEN_META = f"{GEN_DIR}/meta.json"
+METRICS_DIR = f"{RESULTS}/metrics"
+METRICS = f"{METRICS_DIR}/{{method}}/{{class_name}}.json"
+AGGREGATE_DIR = f"{RESULTS}/aggregate"
+FIGURE_DIR = f"{RESULTS}/figures"
+REPORT_DIR = f"{RESULTS}/report"
+SMOKE_DIR = f"{RESULTS}/smoke"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+#: ``sora-tta status``: per method and video, done / failed / pending / excluded.
+STATUS_TSV = f"{RESULTS}/status.tsv"
+#: Where the SLURM executor plugin writes its job logs.
+SLURM_LOGS = ".snakemake/slurm_logs"

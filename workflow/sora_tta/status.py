@@ -38,18 +38,17 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sora_tta.io import write_text_atomic
+from sora_tta.layout import (
+    CLIPS,
+    GENERATIONS,
+    LOGS,
+    MANIFEST,
+    METHODS_TABLE,
+    SLURM_LOGS,
+)
 from sora_tta.study.variants import BASELINE
 
 STATES = ("done", "failed", "pending", "excluded")
-#: Everything under the workflow directory that this module reads (the workflow's layout).
-RESULTS = "results"
-MANIFEST = f"{RESULTS}/manifest.csv"
-METHODS_TABLE = f"{RESULTS}/methods/methods.tsv"
-GENERATIONS = f"{RESULTS}/generations"
-CLIPS = f"{RESULTS}/clips"
-LOGS = f"{RESULTS}/logs"
-STATUS_TSV = f"{RESULTS}/status.tsv"
-SLURM_LOGS = ".snakemake/slurm_logs"
 _ERROR = re.compile(r"error|exception|traceback|killed|cancelled|out of memory", re.I)
 
 
