@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from sora_tta.models import pipeline
-from sora_tta.tta import adapt, objective
+from sora_tta.tta import adapt, objective, train
 from sora_tta.tta.objective import AdaptationTarget, ObjectiveSpec
 from sora_tta.world.clips import synthetic_clip
 from sora_tta.world.tiny import make_tiny_checkpoints
@@ -76,7 +76,7 @@ def main() -> None:
         )  # fmt: skip
         ratios = []
         for i, target in enumerate(clips):
-            with adapt.adapted(model, target, config, seed=1000 + i):
+            with train.adapted(model, target, config, seed=1000 + i):
                 after = [held_out_loss(model, target, k, args.draws, 99 + k) for k in ks]
             ratios.append([a / b for a, b in zip(after, before[i], strict=True)])
         per_k = [sum(r[j] for r in ratios) / len(ratios) for j in range(len(ks))]

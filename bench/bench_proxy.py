@@ -9,7 +9,7 @@ Writes a ``novel`` world tree (unseen textures and hues, the case TTA is for; se
    with text dropout 0, and ``cross-video``: the default recipe trained on another video's
    clip and prompt, the donor from ``sora_tta.study.variants.cross_video_donors``), adapts a fresh
    LoRA once for ``max(--eval-steps)`` steps with the project's engine
-   (``generate.adaptation_target`` with separately encoded conditions, ``adapt.adapted``),
+   (``generate.adaptation_target`` with separately encoded conditions, ``train.adapted``),
    keeps the adapter at each of ``--eval-steps`` and samples the continuation with it from the
    same noise as the baseline (paired). With the constant learning-rate schedule the adapter
    after ``s`` steps of this run is exactly the adapter of a ``steps: s`` run.
@@ -47,20 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_proxy_quality,
 from bench_proxy_quality import heldout_videos, scores
 
 from sora_tta.evaluation.stats import BootstrapConfig, paired_stats
+from sora_tta.hashing import derive_seed, digest
 from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
 from sora_tta.models import pipeline
 from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
 from sora_tta.study.variants import cross_video_donors
 from sora_tta.tta import lora
-from sora_tta.tta.adapt import (
-    CROSS_VIDEO,
-    AdaptationDiverged,
-    AdaptConfig,
-    adapted,
-    derive_seed,
-    stable_hash,
-)
+from sora_tta.tta.adapt import CROSS_VIDEO, AdaptConfig
 from sora_tta.tta.generate import SamplingConfig, adaptation_target
+from sora_tta.tta.train import AdaptationDiverged, adapted
 from sora_tta.world.procedural import NOVEL
 from sora_tta.world.proxy import proxy_checkpoint_dir
 
@@ -353,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     checkpoint = args.proxy or proxy_checkpoint_dir()
     settings = run_settings(args, checkpoint)
-    settings_hash = stable_hash(settings)
+    settings_hash = digest(settings)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / RESULTS_FILE
     records = read_results(results_path, settings_hash)

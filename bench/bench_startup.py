@@ -40,7 +40,8 @@ import torch
 from sora_tta.cluster.staging import stage_checkpoints
 from sora_tta.models import pipeline
 from sora_tta.world.clips import synthetic_clip
-from sora_tta.tta.adapt import AdaptConfig, adapted
+from sora_tta.tta.adapt import AdaptConfig
+from sora_tta.tta.train import adapted
 from sora_tta.tta.generate import SamplingConfig, adaptation_target
 marks["imports"] = time.time() - t0
 args = json.loads(sys.argv[1])

@@ -32,7 +32,7 @@ from sora_tta.sampling import (
     tokens_per_frame,
     v2v_condition,
 )
-from sora_tta.tta import adapt, lora
+from sora_tta.tta import adapt, lora, train
 from sora_tta.tta.objective import AdaptationTarget
 
 T5_TOKENS = 512
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with adapt.adapted(model, target, config, seed=2) as run:
+    with train.adapted(model, target, config, seed=2) as run:
         timed = [row["seconds"] for row in run.rows[args.warmup :]]
         if device.type == "cuda":
             result["adapt_peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

@@ -16,6 +16,7 @@ from sora_tta.data.video import read_frames
 from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.tta import generate as gen
+from sora_tta.tta import outputs
 from sora_tta.tta.adapt import AdaptConfig
 from sora_tta.tta.generate import GenerateRequest, GenerationError, MethodSpec, SamplingConfig
 
@@ -73,7 +74,7 @@ def test_adapted_outputs_and_shared_noise(bundle, request_for) -> None:
     assert _listing(out) == {"video.mkv", "meta.json", "loss.csv", "adapter.safetensors"}
     rows = list(csv.DictReader((out / "loss.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
-    assert list(rows[0]) == list(gen.LOSS_COLUMNS)
+    assert list(rows[0]) == list(outputs.LOSS_COLUMNS)
     assert {r["branch"] for r in rows} <= {"prompt+cond", "negative+cond", "negative+zero"}
     assert meta["final_loss"] == pytest.approx(float(rows[-1]["loss"]))
     adapter = load_file(out / "adapter.safetensors")
@@ -307,11 +308,11 @@ def test_resume_identity_hashes_inputs(request_for, tmp_path) -> None:
     vae = CheckpointLayout(request.checkpoint_dir).vae
     copy = tmp_path / "vae.safetensors"
     shutil.copyfile(vae, copy)
-    assert gen.checkpoint_fingerprint(copy) == gen.checkpoint_fingerprint(vae)
+    assert outputs.checkpoint_fingerprint(copy) == outputs.checkpoint_fingerprint(vae)
     data = bytearray(copy.read_bytes())
     data[-1] ^= 0xFF  # the last weight byte
     copy.write_bytes(bytes(data))
-    assert gen.checkpoint_fingerprint(copy) != gen.checkpoint_fingerprint(vae)
+    assert outputs.checkpoint_fingerprint(copy) != outputs.checkpoint_fingerprint(vae)
 
 
 def test_cross_video_control_adapts_on_the_donor(bundle, request_for, tmp_path) -> None:

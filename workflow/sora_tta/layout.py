@@ -92,9 +92,16 @@ METHOD_CONFIG = f"{RESULTS}/methods/{{method}}.json"
 METHODS_TABLE = f"{RESULTS}/methods/methods.tsv"
 GENERATIONS = f"{RESULTS}/generations"
 GEN_DIR = f"{GENERATIONS}/{{method}}/{{video}}"
-GEN_VIDEO = f"{GEN_DIR}/video.mkv"
-#: The generation jobs' output: the record of the video's outcome.
-GEN_META = f"{GEN_DIR}/meta.json"
+# A generation folder (sora_tta.tta.outputs): the continuation, the record of the video's
+# outcome (the generation jobs' declared output), the adaptation's loss curve, the adapter
+# (on request), and the record of a failed run.
+VIDEO_FILE = "video.mkv"
+META_FILE = "meta.json"
+LOSS_FILE = "loss.csv"
+ADAPTER_FILE = "adapter.safetensors"
+FAILURE_FILE = "failure.json"
+GEN_VIDEO = f"{GEN_DIR}/{VIDEO_FILE}"
+GEN_META = f"{GEN_DIR}/{META_FILE}"
 METRICS_DIR = f"{RESULTS}/metrics"
 METRICS = f"{METRICS_DIR}/{{method}}/{{class_name}}.json"
 AGGREGATE_DIR = f"{RESULTS}/aggregate"

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from sora_tta.hashing import file_sha256
 from sora_tta.layout import CheckpointLayout
 
 logger = logging.getLogger(__name__)
@@ -63,15 +64,6 @@ def fingerprint(entries: list[dict[str, object]]) -> str:
     """Short hash of the source files' paths, sizes and modification times."""
     text = json.dumps(entries, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def sha256_file(path: Path, chunk: int = 16 * 2**20) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_complete(folder: Path, expected: str) -> bool:
@@ -113,8 +105,8 @@ def _copy(
         if size != entry["size"]:
             raise StagingError(f"{source / rel}: copied {size} bytes, expected {entry['size']}")
         if verify == "sha256":
-            entry["sha256"] = sha256_file(source / rel)
-            if sha256_file(target) != entry["sha256"]:
+            entry["sha256"] = file_sha256(source / rel)
+            if file_sha256(target) != entry["sha256"]:
                 raise StagingError(f"{source / rel}: the copy's SHA-256 differs from the source")
     with open(tmp / MARKER, "w") as handle:
         json.dump({"source": str(source), "fingerprint": digest, "files": entries}, handle)

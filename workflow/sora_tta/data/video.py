@@ -85,3 +85,13 @@ def write_lossless(path: str | os.PathLike[str], frames: np.ndarray, fps: float)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def clip_fps(path: str | os.PathLike[str]) -> float:
+    """Frame rate of the first video stream of ``path``."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate:
+        raise ValueError(f"{path}: cannot determine the frame rate")
+    return float(rate)

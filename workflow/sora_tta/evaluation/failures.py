@@ -24,7 +24,8 @@ def generation_outcome(path: str) -> tuple[dict[str, Any] | None, str]:
     """(the failure recorded by a generation, None if it succeeded; the path of its video).
 
     ``path`` is a video.mkv, or the generation's meta.json (its video lies next to it)."""
-    from sora_tta.tta.generate import META_FILE, OUTCOME_FAILED, VIDEO_FILE
+    from sora_tta.layout import META_FILE, VIDEO_FILE
+    from sora_tta.tta.outputs import OUTCOME_FAILED
 
     if Path(path).name != META_FILE:
         return None, path

@@ -16,7 +16,6 @@ all of them fed at once) of the same videos. Definition and caveats: docs/metric
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -36,6 +35,7 @@ from sora_tta.evaluation.definitions import (
     NUM_FRAMES,
 )
 from sora_tta.evaluation.stats import BootstrapConfig
+from sora_tta.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,6 @@ class FvdConfig:
     def frames_label(self) -> str:
         """The scored frames, 1-based (e.g. ``34-65``)."""
         return f"{self.context_frames + 1}-{self.num_frames}"
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Any:
@@ -466,7 +457,7 @@ def study_fvd(
     ``meta.json`` records a failure leaves that video out for the method), ground truth from
     ``clips_dir/{video}.mkv``; without weights, :func:`skipped_table`."""
     from sora_tta.evaluation.failures import generation_outcome
-    from sora_tta.tta.generate import META_FILE
+    from sora_tta.layout import META_FILE
 
     if config.weights is None:
         return skipped_table(methods, NO_WEIGHTS_REASON)

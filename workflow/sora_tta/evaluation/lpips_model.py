@@ -10,7 +10,6 @@ reported up front instead of triggering a download. The ``random`` backbone
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from sora_tta.evaluation.definitions import ALEXNET_FILE, alexnet_weights_path
+from sora_tta.hashing import file_sha256
 
 # torchvision names its cache files after the first hex digits of their SHA-256.
 ALEXNET_SHA256_PREFIX = "7be5be79"
@@ -43,13 +43,10 @@ def check_alexnet_weights(path: str | os.PathLike[str] | None = None) -> Path:
             f"weights {ALEXNET_FILE} into {path.parent}/, or set TORCH_HOME to a folder whose "
             f"hub/checkpoints/ holds it; no download is attempted)"
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(ALEXNET_SHA256_PREFIX):
+    sha = file_sha256(path)
+    if not sha.startswith(ALEXNET_SHA256_PREFIX):
         raise LpipsWeightsError(
-            f"{path}: SHA-256 {digest.hexdigest()[:16]}... does not start with "
+            f"{path}: SHA-256 {sha[:16]}... does not start with "
             f"{ALEXNET_SHA256_PREFIX}; the file is corrupt or not torchvision's {ALEXNET_FILE}"
         )
     return path

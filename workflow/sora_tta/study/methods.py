@@ -52,7 +52,8 @@ def method_settings(
 def methods_rows(variants: Iterable[Any], final: Sequence[str] = ()) -> list[dict[str, str]]:
     """One row per method (baseline first) for the methods table of the report; its
     ``analysis`` is ``baseline``, ``final`` (method id in ``final``) or ``exploratory``."""
-    from sora_tta.study.variants import BASELINE, canonical_json
+    from sora_tta.hashing import canonical_json
+    from sora_tta.study.variants import BASELINE
 
     rows = [
         {

@@ -22,15 +22,15 @@ Pure Python (no torch): the workflow imports this module while it builds the DAG
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sora_tta import hashing
 
 BASELINE = "baseline"
 #: Parameters that change how a run is executed but not its result (resume interval,
@@ -194,15 +194,10 @@ def normalise_params(
     return merged
 
 
-def canonical_json(data: Any) -> str:
-    """Key-sorted compact JSON: equal parameter sets give equal text."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
 def params_digest(params: Mapping[str, Any], length: int = DIGEST_LENGTH) -> str:
     """Hex digest of the result-determining parameters (``NON_RESULT_KEYS`` left out)."""
     relevant = {k: v for k, v in params.items() if k not in NON_RESULT_KEYS}
-    return hashlib.sha256(canonical_json(relevant).encode()).hexdigest()[:length]
+    return hashing.digest(relevant, length)
 
 
 def format_value(value: Any) -> str:

@@ -18,30 +18,24 @@ every variant start from the same noise for a video; the adaptation draws depend
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
-import io
 import json
 import logging
 import math
-import platform
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from sora_tta import progress
-from sora_tta.data.video import read_frames, write_lossless
+from sora_tta.data.video import clip_fps, read_frames, write_lossless
 from sora_tta.devices import resolve_device, resolve_dtype
-from sora_tta.io import atomic_path, write_json_atomic, write_text_atomic
+from sora_tta.hashing import derive_seed, digest, file_sha256
+from sora_tta.io import write_json_atomic, write_text_atomic
 from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.models.compile import run_compiled
@@ -50,31 +44,32 @@ from sora_tta.sampling import GuidanceConfig
 from sora_tta.study.variants import BASELINE
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora
-from sora_tta.tta.adapt import (
-    CROSS_VIDEO,
-    AdaptationDiverged,
-    AdaptationInterrupted,
-    AdaptConfig,
-    ResumeOptions,
-    adapted,
-    config_from_dict,
-    derive_seed,
-    stable_hash,
-)
+from sora_tta.tta.adapt import CROSS_VIDEO, AdaptConfig, config_from_dict
 from sora_tta.tta.branches import branch_movement
 from sora_tta.tta.objective import AdaptationTarget, condition_lengths
+from sora_tta.tta.outputs import (
+    ADAPTER_FILE,
+    LOSS_FILE,
+    META_FILE,
+    OUTCOME_OK,
+    VIDEO_FILE,
+    checkpoint_fingerprint,
+    clear_outputs,
+    loss_csv,
+    peak_memory,
+    save_adapter,
+    versions,
+    write_failure,
+)
+from sora_tta.tta.train import (
+    AdaptationDiverged,
+    AdaptationInterrupted,
+    ResumeOptions,
+    adapted,
+)
 
 logger = logging.getLogger(__name__)
 
-VIDEO_FILE = "video.mkv"
-META_FILE = "meta.json"
-LOSS_FILE = "loss.csv"
-ADAPTER_FILE = "adapter.safetensors"
-FAILURE_FILE = "failure.json"
-FINAL_OUTPUTS = (VIDEO_FILE, META_FILE, LOSS_FILE, ADAPTER_FILE)
-LOSS_COLUMNS = ("step", "loss", "lr", "timestep", "cond_frames", "branch", "grad_norm", "seconds")
-#: ``meta.json`` ``outcome``: a video, or a deterministic failure recorded in its place.
-OUTCOME_OK, OUTCOME_FAILED = "ok", "failed"
 #: What a baseline job does on a preemption signal (it has no state worth keeping).
 BASELINE_SIGNAL_NOTE = (
     "on SIGTERM/SIGUSR1/SIGINT this baseline run stops at the next sampling step (or after "
@@ -198,7 +193,7 @@ class GenerateRequest:
 
     def config_hash(self) -> str:
         """Hash of everything that determines the generated video (not paths or devices)."""
-        return stable_hash(
+        return digest(
             {
                 "method": self.method,
                 "seed": self.seed,
@@ -229,74 +224,6 @@ class GenerationError(RuntimeError):
         self.final = final
 
 
-def clip_fps(path: Path) -> float:
-    """Frame rate of the first video stream of ``path``."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not rate:
-        raise ValueError(f"{path}: cannot determine the frame rate")
-    return float(rate)
-
-
-def versions() -> dict[str, str]:
-    """Versions of the software that produced an output."""
-    import diffusers
-    import peft
-    import transformers
-
-    from sora_tta import __version__ as sora_tta_version
-
-    found = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "peft": peft.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "sora_tta": sora_tta_version,
-    }
-    if torch.version.cuda:
-        found["torch_cuda_build"] = torch.version.cuda
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name()
-    return found
-
-
-def _peak_memory(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        return {
-            "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-            "peak_memory_kind": "cuda_max_memory_allocated",
-        }
-    # ru_maxrss is in KiB on Linux: the peak resident size of the whole process.
-    return {
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_memory_kind": "process_max_rss",
-    }
-
-
-def loss_csv(rows: list[dict[str, float]]) -> str:
-    """The ``loss.csv`` text of adaptation rows."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(LOSS_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: row[key] for key in LOSS_COLUMNS})
-    return buffer.getvalue()
-
-
-def save_adapter(path: Path, model: torch.nn.Module, metadata: dict[str, str]) -> None:
-    """Write the current LoRA weights of ``model`` (float32) atomically."""
-    with atomic_path(path) as tmp:
-        save_file(lora.lora_state_dict(model), str(tmp), metadata=metadata)
-
-
-def clear_outputs(out_dir: Path) -> None:
-    """Remove final outputs and failure records of an earlier run in ``out_dir``."""
-    for name in (*FINAL_OUTPUTS, FAILURE_FILE):
-        (out_dir / name).unlink(missing_ok=True)
-
-
 def _fail(
     request: GenerateRequest, stage: str, message: str, final: bool = False, **details: Any
 ) -> GenerationError:
@@ -308,9 +235,7 @@ def _fail(
         "config_hash": request.config_hash(),
         **details,
     }
-    write_json_atomic(request.out_dir / FAILURE_FILE, record)
-    if final:  # the outcome of this video: recorded, not retried
-        write_json_atomic(request.out_dir / META_FILE, {**record, "outcome": OUTCOME_FAILED})
+    write_failure(request.out_dir, record, final)  # final: the video's outcome, not retried
     return GenerationError(f"{request.video_id} ({request.method}): {message}", final=final)
 
 
@@ -503,7 +428,7 @@ def generate(
         width=int(video.shape[2]),
         fps=fps,
         versions=versions(),
-        **_peak_memory(device),
+        **peak_memory(device),
     )
     if request.adapt is not None:
         write_text_atomic(out_dir / LOSS_FILE, loss_csv(rows))
@@ -511,37 +436,6 @@ def generate(
     write_json_atomic(out_dir / META_FILE, meta)  # last: the record of a complete run
     ckpt.remove_state(state_path)
     return meta
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a whole file (clips and prompt embeddings: small files)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checkpoint_fingerprint(path: Path, edge: int = 16 << 20) -> str:
-    """SHA-256 over a checkpoint's size, its safetensors header (every tensor's name, dtype,
-    shape and offsets, and the metadata) and its first and last ``edge`` bytes.
-
-    Not a hash of the whole file: the Open-Sora v2.0 checkpoint has 22 GB, which would cost
-    every generation job seconds of reading (docs/study-design.md); a different checkpoint
-    with the same layout differs in its first and last 16 MiB of weights.
-    """
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    digest.update(str(size).encode())
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        header_length = int.from_bytes(head, "little") if len(head) == 8 else 0
-        digest.update(head + handle.read(min(header_length, size)))
-        handle.seek(0)
-        digest.update(handle.read(edge))
-        handle.seek(max(0, size - edge))
-        digest.update(handle.read(edge))
-    return digest.hexdigest()
 
 
 def resume_identity(request: GenerateRequest, latent_shape: list[int]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ so fixed step limits give the same weights on the same machine and library versi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from sora_tta import sampling
+from sora_tta.hashing import file_sha256
 from sora_tta.io import write_json_atomic
 from sora_tta.layout import CheckpointLayout
 from sora_tta.models.loader import save_mmdit
@@ -330,10 +330,6 @@ def train_mmdit(
     return ema.eval(), budget.summary()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def pretrain_proxy(
     out_dir: str | os.PathLike[str],
     config: PretrainConfig,
@@ -388,7 +384,7 @@ def pretrain_proxy(
         },
         "seconds": round(time.monotonic() - start, 1),
         "torch": torch.__version__,
-        "sha256": {p.name: _sha256(p) for p in (layout.mmdit, layout.vae)},
+        "sha256": {p.name: file_sha256(p) for p in (layout.mmdit, layout.vae)},
     }
     write_json_atomic(layout.root / PROXY_FILE, description)
     progress(json.dumps({k: description[k] for k in ("seconds",)}))

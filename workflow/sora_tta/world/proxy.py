@@ -8,11 +8,11 @@ repository checkout, and the demo and the tests need no training. It was written
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from sora_tta.hashing import file_sha256
 from sora_tta.io import atomic_path, read_json
 
 PROXY_DIR_NAME = "proxy_checkpoints"
@@ -29,14 +29,6 @@ def proxy_checkpoint_dir() -> Path:
     return Path(__file__).resolve().parent / PROXY_DIR_NAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def copy_proxy_checkpoints(
     out: str | os.PathLike[str], source: str | os.PathLike[str] | None = None
 ) -> int:
@@ -49,7 +41,7 @@ def copy_proxy_checkpoints(
         raise ProxyCheckpointError(f"{description}: not found (an unfinished pretraining run?)")
     for name, expected in read_json(description).get("sha256", {}).items():
         path = source / name
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or file_sha256(path) != expected:
             raise ProxyCheckpointError(f"{path}: missing or not the recorded weights")
     # proxy.json last: a folder without it is an unfinished copy, as after an unfinished run
     files = sorted((p for p in source.rglob("*") if p.is_file()), key=lambda p: p == description)

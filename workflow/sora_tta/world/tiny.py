@@ -23,7 +23,6 @@ files record the transformers version, so their hashes follow it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import math
 import os
@@ -37,6 +36,7 @@ from typing import Any
 
 import torch
 
+from sora_tta.hashing import file_sha256
 from sora_tta.io import write_json_atomic
 from sora_tta.layout import TINY_FAMILY_FILE, CheckpointLayout
 from sora_tta.models.loader import save_mmdit
@@ -258,14 +258,6 @@ def _write_clip(folder: Path, words: list[str], hidden: int, seed: int) -> dict[
     return {"vocab_size": len(tokenizer), "hidden_size": hidden, "num_layers": CLIP_LAYERS}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def make_tiny_checkpoints(out_dir: str | os.PathLike[str], seed: int = 0) -> dict[str, Any]:
     """Write the tiny family into ``out_dir`` (official layout); return its description.
 
@@ -295,7 +287,7 @@ def make_tiny_checkpoints(out_dir: str | os.PathLike[str], seed: int = 0) -> dic
         "t5": {**t5_info, "max_length": T5_MAX_LENGTH},
         "clip": {**clip_info, "max_length": CLIP_MAX_LENGTH},
         "sha256": {
-            p.relative_to(layout.root).as_posix(): _sha256(p)
+            p.relative_to(layout.root).as_posix(): file_sha256(p)
             for p in [layout.mmdit, layout.vae, *files]
         },
     }

@@ -1,5 +1,5 @@
-"""The adaptation loop: config, schedule, reproducibility, isolation, resume, divergence,
-learning."""
+"""Unit tests of sora_tta.tta.train (the adaptation loop: schedule, reproducibility, isolation,
+resume, divergence, learning) and of sora_tta.tta.adapt (its settings from JSON)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import signal
 import pytest
 import torch
 
-from sora_tta.tta import adapt, checkpoint, lora, objective
-from sora_tta.tta.adapt import AdaptConfig, ResumeOptions
+from sora_tta.hashing import derive_seed
+from sora_tta.tta import checkpoint, lora, objective, train
+from sora_tta.tta.adapt import AdaptConfig
+from sora_tta.tta.train import ResumeOptions
 
 
 def _config(**overrides) -> AdaptConfig:
@@ -22,7 +24,7 @@ def _config(**overrides) -> AdaptConfig:
 
 
 def _run(model, target, config, seed=11, **kwargs):
-    with adapt.adapted(model, target, config, seed=seed, **kwargs) as result:
+    with train.adapted(model, target, config, seed=seed, **kwargs) as result:
         return result, lora.lora_state_dict(model)
 
 
@@ -64,17 +66,17 @@ def test_config_from_dict_checks_keys_and_types() -> None:
 
 
 def test_lr_schedule() -> None:
-    factors = [adapt.lr_factor(s, warmup=5, total=100, schedule="constant") for s in range(100)]
+    factors = [train.lr_factor(s, warmup=5, total=100, schedule="constant") for s in range(100)]
     assert factors[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0]) and set(factors[5:]) == {1.0}
-    cosine = [adapt.lr_factor(s, warmup=5, total=100, schedule="cosine") for s in range(100)]
+    cosine = [train.lr_factor(s, warmup=5, total=100, schedule="cosine") for s in range(100)]
     assert cosine[5] == 1.0 and cosine[99] < 0.01
     assert all(a >= b for a, b in itertools.pairwise(cosine[5:]))
-    assert adapt.lr_factor(0, warmup=0, total=3, schedule="constant") == 1.0
+    assert train.lr_factor(0, warmup=0, total=3, schedule="constant") == 1.0
 
 
 def test_seeds_are_stable_and_distinct() -> None:
-    assert adapt.derive_seed("adapt", 0, "v1", "m") == adapt.derive_seed("adapt", 0, "v1", "m")
-    seeds = {adapt.derive_seed("adapt", 0, v, m) for v in ("v1", "v2") for m in ("a", "b")}
+    assert derive_seed("adapt", 0, "v1", "m") == derive_seed("adapt", 0, "v1", "m")
+    seeds = {derive_seed("adapt", 0, v, m) for v in ("v1", "v2") for m in ("a", "b")}
     assert len(seeds) == 4 and all(0 <= s < 2**63 for s in seeds)
 
 
@@ -126,7 +128,7 @@ def test_resume_after_signal_matches_uninterrupted(bundle, target, tmp_path) -> 
 
     with (
         checkpoint.preemption_signals() as stop,
-        pytest.raises(adapt.AdaptationInterrupted) as info,
+        pytest.raises(train.AdaptationInterrupted) as info,
     ):
         _run(bundle.mmdit, target, config, resume=options, stop=stop, on_step=preempt)
     assert info.value.step == 4 and info.value.signum == signal.SIGUSR1
@@ -149,7 +151,7 @@ def test_resume_after_signal_matches_uninterrupted(bundle, target, tmp_path) -> 
 def test_divergence_stops_with_step_and_loss(bundle, target) -> None:
     config = _config(lr=1e30, warmup_steps=0, steps=20)
     with pytest.raises(
-        adapt.AdaptationDiverged, match=r"non-finite (loss|gradient) at adaptation step \d+"
+        train.AdaptationDiverged, match=r"non-finite (loss|gradient) at adaptation step \d+"
     ) as info:
         _run(bundle.mmdit, target, config)
     assert 1 < info.value.step <= 20
@@ -168,7 +170,7 @@ def test_adaptation_lowers_held_out_loss(bundle, target) -> None:
     held_out = objective.fixed_draws(spec, target, 6, seed=987_654)
     before = objective.evaluate_loss(bundle.mmdit, target, held_out)
     config = _config(steps=25, lr=1e-2, warmup_steps=2, rank=8, draws_per_step=2)
-    with adapt.adapted(bundle.mmdit, target, config, seed=5):
+    with train.adapted(bundle.mmdit, target, config, seed=5):
         after = objective.evaluate_loss(bundle.mmdit, target, held_out)
     assert objective.evaluate_loss(bundle.mmdit, target, held_out) == before
     assert after < 0.9 * before, (before, after)
