@@ -12,7 +12,6 @@ from PIL import Image
 from sora_tta.evaluation.aggregate import OUTPUT_FILES, PAIRED_FILE_COLUMNS
 from sora_tta.evaluation.plots import (
     FIGURE_FILES,
-    RANDOM_LPIPS_LABEL,
     PlotConfig,
     paired_differences,
     per_frame_matrix,
@@ -24,6 +23,7 @@ from sora_tta.evaluation.plots import (
 )
 from sora_tta.evaluation.stats import BootstrapConfig
 from sora_tta.evaluation.strip import choose_strip_videos, make_strip
+from sora_tta.study.report_pages import RANDOM_LPIPS_LABEL
 
 VIDEOS = {"v_A_g01_c01": "A", "v_A_g02_c01": "A", "v_B_g01_c01": "B"}
 METHODS = ("baseline", "VAR1")

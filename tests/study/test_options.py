@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sora_tta.study import config as study_config
@@ -12,7 +10,6 @@ from sora_tta.study import (
 )
 from sora_tta.study import variants as V
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMA = study_config.load_schema()
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sora_tta.study import config as study_config
 from sora_tta.study import (
     options,
     paths,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMA = study_config.load_schema()
 
 

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sora_tta.study import config as study_config
 from sora_tta.study import (
     options,
     preflight,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA = study_config.load_schema()
 
 
 def make_checkpoint_tree(root: Path) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sora_tta.study import config as study_config
 from sora_tta.study import (
     report_pages,
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = study_config.load_schema()
 
 
 def test_table_pages_label_random_lpips(tmp_path):
@@ -35,3 +33,16 @@ def test_empty_table_page_says_so(tmp_path):
     table.write_text("method,video,stage,reason\n")
     page = report_pages.table_page(table, "Failures")
     assert report_pages.EMPTY_TABLE_NOTE in page and "<th>reason</th>" in page
+
+
+def test_every_entry_has_its_caption_and_the_plot_command_draws_every_figure():
+    from sora_tta.evaluation.plots import FIGURE_FILES
+
+    captions = REPO / "workflow" / "report"
+    entries = [*report_pages.PAGES.values(), *report_pages.FIGURES.values()]
+    assert all((captions / f"{e.caption}.rst").is_file() for e in entries)
+    assert all(e.title for e in report_pages.PAGES.values())
+    assert {f"{name}.png" for name in report_pages.FIGURES} <= set(FIGURE_FILES)
+    args = report_pages.PAGES["strip"].report_args("../report")
+    assert args == {"caption": "../report/strip.rst", "category": "Figures",
+                    "subcategory": "Examples", "labels": {"figure": "strip"}}  # fmt: skip

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
-from sora_tta.study import config as study_config
 from sora_tta.study import (
     resources,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA = study_config.load_schema()
 
 
 def test_workflow_profile_is_the_one_place_of_resources(shipped_config):

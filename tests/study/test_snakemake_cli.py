@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from sora_tta.study import config as study_config
 from sora_tta.study import (
     snakemake_cli,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA = study_config.load_schema()
 
 
 @pytest.mark.parametrize(

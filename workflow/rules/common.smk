@@ -122,29 +122,6 @@ FVD_TABLE = (
     f"{AGGREGATE_DIR}/{FVD_FILE}"  # optional metric: a skip reason without weights
 )
 
-REPORT_PAGES = [
-    "summary",
-    "paired",
-    "per_class",
-    "per_type",
-    "validation_paired",
-    "cost",
-    "branches",
-    "failures",
-    "fvd",
-    "methods",
-    "manifest",
-    "strip",
-]
-FIGURES = [
-    "per_frame_psnr",
-    "per_frame_ssim",
-    "per_frame_lpips",
-    "paired_diff",
-    "per_class",
-    "loss_curves",
-]
-
 
 wildcard_constraints:
     video=r"[A-Za-z0-9_.+-]+",
@@ -186,6 +163,11 @@ def cached_signature(func):
 
 # Threads, memory, runtime, GPUs and retries of each job are set in the workflow profile
 # profiles/default/config.yaml (Snakemake loads it by itself), the one place they are defined.
+
+
+def report_entry(path, entry):
+    """``path`` as an entry of Snakemake's report (sora_tta.study.report_pages.Entry)."""
+    return report(path, **entry.report_args(caption_dir="../report"))
 
 
 def log_path(rule, pattern=None):
@@ -414,8 +396,8 @@ def fvd_inputs(wildcards):
 
 def study_outputs():
     """The targets of the whole study: the figures and the report pages of every table."""
-    return [f"{FIGURE_DIR}/{f}.png" for f in FIGURES] + [
-        f"{REPORT_DIR}/{page}.html" for page in REPORT_PAGES
+    return [f"{FIGURE_DIR}/{f}.png" for f in report_pages.FIGURES] + [
+        f"{REPORT_DIR}/{page}.html" for page in report_pages.PAGES
     ]
 
 

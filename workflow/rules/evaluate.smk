@@ -113,42 +113,10 @@ rule plot:
     input:
         tables=rules.aggregate.output,
     output:
-        per_frame_psnr=report(
-            f"{FIGURE_DIR}/per_frame_psnr.png",
-            caption="../report/per_frame.rst",
-            category="Figures",
-            subcategory="Per frame",
-        ),
-        per_frame_ssim=report(
-            f"{FIGURE_DIR}/per_frame_ssim.png",
-            caption="../report/per_frame.rst",
-            category="Figures",
-            subcategory="Per frame",
-        ),
-        per_frame_lpips=report(
-            f"{FIGURE_DIR}/per_frame_lpips.png",
-            caption="../report/per_frame.rst",
-            category="Figures",
-            subcategory="Per frame",
-        ),
-        paired_diff=report(
-            f"{FIGURE_DIR}/paired_diff.png",
-            caption="../report/paired_diff.rst",
-            category="Figures",
-            subcategory="Comparison",
-        ),
-        per_class=report(
-            f"{FIGURE_DIR}/per_class.png",
-            caption="../report/per_class_figure.rst",
-            category="Figures",
-            subcategory="Comparison",
-        ),
-        loss_curves=report(
-            f"{FIGURE_DIR}/loss_curves.png",
-            caption="../report/loss_curves.rst",
-            category="Figures",
-            subcategory="Adaptation",
-        ),
+        **{
+            name: report_entry(f"{FIGURE_DIR}/{name}.png", entry)
+            for name, entry in report_pages.FIGURES.items()
+        },
         strip=f"{FIGURE_DIR}/strip.gif",
     log:
         log_path("plot"),

@@ -30,19 +30,12 @@ from sora_tta.evaluation.definitions import (
 from sora_tta.evaluation.stats import BootstrapConfig, bootstrap_mean_ci
 from sora_tta.evaluation.tables import AggregateError, context_frames_of, per_video
 from sora_tta.io import atomic_path
-
-#: The label of a random-backbone LPIPS on figures (the report's tables use the same words).
-RANDOM_LPIPS_LABEL = "lpips (RANDOM backbone: not comparable)"
+from sora_tta.study.report_pages import FIGURES, RANDOM_LPIPS_LABEL
 
 PER_FRAME_PLOT_METRICS = ("psnr", "ssim", "lpips")
 PER_CLASS_PLOT_METRICS = ("psnr", "ssim", "lpips")
-FIGURE_FILES = (
-    *(f"per_frame_{m}.png" for m in PER_FRAME_PLOT_METRICS),
-    "paired_diff.png",
-    "per_class.png",
-    "loss_curves.png",
-    "strip.gif",
-)
+#: Every file ``sora-tta plot`` writes: the report's figures and the GIF strip.
+FIGURE_FILES = (*(f"{name}.png" for name in FIGURES), "strip.gif")
 DPI = 120
 
 
