@@ -62,5 +62,10 @@ rule preflight:
         log_path("preflight"),
     benchmark:
         benchmark_path("preflight")
-    run:
-        print(preflight_report(log[0]))
+    params:
+        config=json.dumps(config),
+        scope=PREFLIGHT_SCOPE,
+        source=CONFIG_SOURCE,
+    shell:
+        "sora-tta preflight --config-json {params.config:q} --scope {params.scope}"
+        " --source {params.source:q} > {log} 2>&1 && tail -n 1 {log}"

@@ -37,7 +37,7 @@ import json, os, sys, time
 t0 = float(os.environ["BENCH_T0"])
 marks = {"python_started": time.time() - t0}
 import torch
-from sora_tta.cluster.staging import stage_checkpoints
+from sora_tta.staging import stage_checkpoints
 from sora_tta.models import pipeline
 from sora_tta.world.clips import synthetic_clip
 from sora_tta.tta.adapt import AdaptConfig

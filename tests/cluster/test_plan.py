@@ -185,6 +185,25 @@ def test_prediction_beside_measured_cost(tmp_path: Path, table) -> None:
     assert study.measured_mean == pytest.approx(60.0 * tta.videos / 3600)
 
 
+def test_cost_vs_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The workflow's cost_plan step: the configuration as JSON, plan and comparison files."""
+    config = load_config(DEMO)
+    cost = tmp_path / "cost.csv"
+    pd.DataFrame(
+        [{"method": "baseline", "quantity": "time_total_s", "mean": 2.0, "median": 2.0, "n": 6}]
+    ).to_csv(cost, index=False)
+    plan, comparison = tmp_path / "plan.json", tmp_path / "cost_vs_plan.csv"
+    outputs = ["--plan", str(plan), "--comparison", str(comparison), "--results", str(tmp_path)]
+    argv = ["cost-vs-plan", "--config-json", json.dumps(config), "--cost", str(cost), *outputs]
+    assert main(argv) == 0
+    assert "generation jobs: 18" in capsys.readouterr().out
+    assert json.loads(plan.read_text())["jobs"] == 18
+    measured = pd.read_csv(comparison)
+    assert measured[measured.method == "baseline"].n.max() == 6
+    assert main([*argv[:2], "{not json", *argv[3:]]) == 1
+    assert "--config-json: not valid JSON" in capsys.readouterr().err
+
+
 def test_import_records_the_compile_warmup(tmp_path: Path) -> None:
     report = json.loads((REPO / "docs/perf/h200-run2.json").read_text())
     report["device"] = "NVIDIA H100 80GB HBM3"

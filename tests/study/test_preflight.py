@@ -114,20 +114,3 @@ def test_preflight_scopes_and_demo(shipped_config, tmp_path):
         )
         == []
     )
-
-
-def test_check_smoke_clips(tmp_path):
-    np = pytest.importorskip("numpy")
-    video = pytest.importorskip("sora_tta.data.video")
-    rng = np.random.default_rng(0)
-    good = tmp_path / "good.mkv"
-    video.write_lossless(good, rng.integers(0, 255, (5, 16, 32, 3), dtype=np.uint8), fps=24)
-    flat = tmp_path / "flat.mkv"
-    video.write_lossless(flat, np.zeros((5, 16, 32, 3), dtype=np.uint8), fps=24)
-    assert preflight.check_smoke_clips([good], (5, 16, 32, 3))["ok"]
-    report = preflight.check_smoke_clips([good, flat, tmp_path / "none.mkv"], (9, 16, 32, 3))
-    assert not report["ok"]
-    text = " ".join(report["problems"])
-    assert "good.mkv: shape [5, 16, 32, 3], expected [9, 16, 32, 3]" in text
-    assert "flat.mkv: every pixel has the same value" in text
-    assert "none.mkv" in text

@@ -203,8 +203,8 @@ def test_generate_logs_progress_lines(generate_args, tmp_path, caplog) -> None:
 def test_generate_loads_from_the_staged_checkpoints(generate_args, tmp_path) -> None:
     import numpy as np
 
-    from sora_tta.cluster.staging import MARKER
     from sora_tta.data.video import read_frames
+    from sora_tta.staging import MARKER
 
     stage = tmp_path / "node-local"
     args = generate_args("baseline", tmp_path / "staged", "--stage-dir", str(stage))

@@ -52,7 +52,6 @@ try:
         ManifestIndex,
     )
     from sora_tta.evaluation.definitions import FVD_FILE
-    from sora_tta.io import write_json_atomic, write_text_atomic
     from sora_tta.prompts import NEGATIVE_FILE
     from sora_tta.world.proxy import PROXY_FILE
 except ImportError as err:  # the package is the workflow's only software dependency
@@ -132,25 +131,20 @@ wildcard_constraints:
 
 
 # ---------------------------------------------------------------- preflight
+PREFLIGHT_SCOPE = "checkpoints" if config["preflight"] == "checkpoints" else "study"
+
+
 def run_preflight():
     """List every missing checkpoint / tokenizer / data / metric file; fail before submitting."""
-    scope = "checkpoints" if config["preflight"] == "checkpoints" else "study"
-    requirements = preflight.required_files(config, scope=scope)
+    requirements = preflight.required_files(config, scope=PREFLIGHT_SCOPE)
     missing = preflight.missing_requirements(requirements)
     if missing:
         raise WorkflowError(preflight.preflight_message(missing, CONFIG_SOURCE))
-    return requirements
-
-
-def preflight_report(log_file):
-    """Check again (the preflight target's job), write what was found, return the summary."""
-    text = preflight.preflight_report(run_preflight(), CONFIG_SOURCE)
-    write_text_atomic(log_file, text)
-    return text.splitlines()[-1]
 
 
 # Only the main process checks: the jobs' own Snakemake processes (on cluster nodes) need not.
-PREFLIGHT = run_preflight() if config["preflight"] and workflow.is_main_process else []
+if config["preflight"] and workflow.is_main_process:
+    run_preflight()
 
 
 # ---------------------------------------------------------------- job functions

@@ -24,10 +24,9 @@ rule method_config:
     benchmark:
         benchmark_path("method_config", "{method}")
     params:
-        settings=lambda wildcards: method_settings(wildcards.method),
-    run:
-        write_json_atomic(output[0], params.settings)
-        write_text_atomic(log[0], f"wrote {output[0]}\n")
+        settings=lambda wildcards: json.dumps(method_settings(wildcards.method)),
+    shell:
+        "sora-tta method-file {output} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule methods_table:
@@ -39,10 +38,9 @@ rule methods_table:
     benchmark:
         benchmark_path("methods_table")
     params:
-        rows=methods.methods_rows(VARIANTS, FINAL_METHODS),
-    run:
-        write_text_atomic(output[0], methods.rows_to_tsv(params.rows))
-        write_text_atomic(log[0], f"wrote {output[0]}\n")
+        rows=json.dumps(methods.methods_rows(VARIANTS, FINAL_METHODS)),
+    shell:
+        "sora-tta methods-table {output} --rows {params.rows:q} > {log} 2>&1"
 
 
 # A checkpoint: the generation jobs wait for it through their input function, and after it

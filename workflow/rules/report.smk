@@ -23,13 +23,13 @@ rule cost_plan:
         log_path("cost_plan"),
     benchmark:
         benchmark_path("cost_plan")
-    run:
-        from sora_tta.cluster import plan as plan_lib
-
-        study = plan_lib.write_cost_vs_plan(
-            config, input.cost, output.plan, output.comparison, results_dir=RESULTS
-        )
-        write_text_atomic(log[0], plan_lib.format_plan(study) + "\n")
+    params:
+        config=json.dumps(config),
+        results=lambda wildcards, input: os.path.dirname(input.manifest),
+    shell:
+        "sora-tta cost-vs-plan --config-json {params.config:q} --cost {input.cost}"
+        " --plan {output.plan} --comparison {output.comparison} --results {params.results}"
+        " > {log} 2>&1"
 
 
 rule report_pages:
@@ -57,7 +57,15 @@ rule report_pages:
     benchmark:
         benchmark_path("report_pages")
     params:
-        random_lpips=config["evaluation"]["lpips_backbone"] == "random",
-    run:
-        report_pages.write_report_pages(input, output, params.random_lpips)
-        write_text_atomic(log[0], "\n".join(output) + "\n")
+        pages=lambda wildcards, input: " ".join(
+            f"--page {name}={shlex.quote(input[name])}" for name in report_pages.PAGES
+        ),
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        random_lpips=(
+            "--random-lpips"
+            if config["evaluation"]["lpips_backbone"] == "random"
+            else ""
+        ),
+    shell:
+        "sora-tta report-pages --out-dir {params.out_dir} {params.pages}"
+        " {params.random_lpips} > {log} 2>&1"

@@ -56,6 +56,6 @@ rule smoke:
         frames=config["smoke"]["frames"],
         height=config["smoke"]["height"],
         width=config["smoke"]["width"],
-    run:
-        shape = (params.frames, params.height, params.width, 3)
-        preflight.run_smoke_check(input, shape, output[0], log[0])
+    shell:
+        "sora-tta smoke-check {input} --frames {params.frames} --height {params.height}"
+        " --width {params.width} --report {output} > {log} 2>&1"

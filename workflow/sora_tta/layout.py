@@ -7,6 +7,7 @@ every run of the workflow writes the results tree under its working directory.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,22 @@ T5_TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
 
 
 CLIP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+
+#: torchvision's AlexNet ImageNet weights: the LPIPS trunk (never downloaded here).
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+
+
+def alexnet_weights_path() -> Path:
+    """Where torchvision keeps the AlexNet weights: ``<torch hub dir>/checkpoints/<file>``.
+
+    The hub folder is resolved as ``torch.hub.get_dir()`` does by default ($TORCH_HOME/hub,
+    else $XDG_CACHE_HOME/torch/hub, else ~/.cache/torch/hub), without importing torch, so
+    the workflow's preflight check stays fast (a test keeps the two in step).
+    """
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    torch_home = os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))
+    return Path(torch_home) / "hub" / "checkpoints" / ALEXNET_FILE
 
 
 # ---------------------------------------------------------------- the results tree

@@ -1,5 +1,6 @@
 """``sora-tta smoke``: continue a synthetic clip end to end with a checkpoint folder (load,
-encode, sample, decode, write), the quickest check that the checkpoints and the stack work.
+encode, sample, decode, write), the quickest check that the checkpoints and the stack work;
+``sora-tta smoke-check`` re-reads the written clips and checks their frames.
 
 Heavy imports (torch, diffusers, transformers) happen inside the command function.
 """
@@ -7,8 +8,10 @@ Heavy imports (torch, diffusers, transformers) happen inside the command functio
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,19 @@ def register(subparsers: Any) -> None:
     opts.add_device(smoke)
     opts.add_dtype(smoke)
     smoke.set_defaults(func=smoke_command)
+
+    check = subparsers.add_parser(
+        "smoke-check",
+        help="re-read smoke clips: frame count, size, not a constant image",
+        description="Check that every CLIP has --frames frames of --height x --width and is "
+        "not one constant value; write the JSON report to --report (only when all pass).",
+    )
+    check.add_argument("clips", nargs="+", type=Path, metavar="CLIP", help="clips to check")
+    check.add_argument("--frames", type=opts.positive_int, required=True, help="frame count")
+    check.add_argument("--height", type=opts.positive_int, required=True, help="frame height")
+    check.add_argument("--width", type=opts.positive_int, required=True, help="frame width")
+    check.add_argument("--report", type=Path, required=True, metavar="OUT.json", help="report")
+    check.set_defaults(func=smoke_check_command)
 
 
 def smoke_command(args: argparse.Namespace) -> int:
@@ -137,4 +153,51 @@ def smoke_command(args: argparse.Namespace) -> int:
         f"smoke ok: {output.shape[0]} frames {args.height}x{args.width}, "
         f"{args.steps} steps, {total:.1f} s -> {args.out}"
     )
+    return 0
+
+
+def check_smoke_clips(paths: Iterable[str], expected_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Re-read smoke clips and check shape ``(T, H, W, 3)`` and that they are not constant.
+
+    Returns a JSON-ready report with ``ok``, ``problems`` and per-clip statistics.
+    """
+    import numpy as np
+
+    from sora_tta.data.video import VideoReadError, read_frames
+
+    clips, problems = {}, []
+    for path in paths:
+        try:
+            frames = read_frames(path)
+        except VideoReadError as err:
+            problems.append(str(err))
+            continue
+        values = frames.astype(np.float64)
+        clips[str(path)] = {
+            "shape": list(frames.shape),
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+        }
+        if tuple(frames.shape) != tuple(expected_shape):
+            problems.append(f"{path}: shape {list(frames.shape)}, expected {list(expected_shape)}")
+        if float(values.std()) == 0.0:
+            problems.append(f"{path}: every pixel has the same value")
+    return {
+        "ok": not problems,
+        "expected_shape": list(expected_shape),
+        "clips": clips,
+        "problems": problems,
+    }
+
+
+def smoke_check_command(args: argparse.Namespace) -> int:
+    """Check the smoke clips; write the report when every check passed, else fail naming
+    each problem (the report is printed either way, for the log)."""
+    from sora_tta.io import write_json_atomic
+
+    report = check_smoke_clips(args.clips, (args.frames, args.height, args.width, 3))
+    print(json.dumps(report, indent=2))
+    if not report["ok"]:
+        raise CommandError(f"smoke check failed: {'; '.join(report['problems'])}")
+    write_json_atomic(args.report, report)
     return 0

@@ -1,10 +1,14 @@
-"""``sora-tta`` subcommands about the workflow itself: slurm-profile and status."""
+"""``sora-tta`` subcommands about the workflow itself: slurm-profile and status, and the
+workflow's small steps (preflight, method-file, methods-table, report-pages), so that every
+rule is one ``sora-tta`` call."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from sora_tta.cli import CommandError
 from sora_tta.cli_options import positive_int
@@ -14,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the workflow subcommands to the ``sora-tta`` parser."""
     _register_slurm_profile(subparsers)
     _register_status(subparsers)
+    _register_study_files(subparsers)
 
 
 def _register_slurm_profile(subparsers: argparse._SubParsersAction) -> None:
@@ -160,4 +165,149 @@ def _run_status(args: argparse.Namespace) -> int:
     print(st.format_command(command))
     if args.run:
         return subprocess.run(command, check=False).returncode
+    return 0
+
+
+def _json_argument(kind: type) -> Any:
+    """An argparse type: JSON text whose top level is ``kind`` (dict or list)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from err
+        if not isinstance(value, kind):
+            raise argparse.ArgumentTypeError(f"expected a JSON {kind.__name__}")
+        return value
+
+    return parse
+
+
+def _page(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
+def _register_study_files(subparsers: argparse._SubParsersAction) -> None:
+    check = subparsers.add_parser(
+        "preflight",
+        help="list every checkpoint, tokenizer, data and metric file a configuration needs",
+        description="Check that every file the configuration --config-json needs and the "
+        "workflow does not build exists: print one line per file found, or fail with one "
+        "message listing every missing file.",
+    )
+    check.add_argument(
+        "--config-json", type=_json_argument(dict), required=True, metavar="JSON",
+        help="the workflow's configuration (with the schema's defaults)",
+    )  # fmt: skip
+    check.add_argument(
+        "--scope", choices=("study", "checkpoints"), default="study",
+        help="study: everything; checkpoints: what the smoke target needs (default study)",
+    )  # fmt: skip
+    check.add_argument(
+        "--source", default="config", help="where the configuration came from (for messages)"
+    )
+    check.set_defaults(func=_run_preflight)
+
+    method = subparsers.add_parser(
+        "method-file",
+        help="write one method's settings file (the --method-json of its generations)",
+        description="Write the JSON object --settings (what the workflow derived from its "
+        "configuration for one method: sampling and adaptation settings) to OUT, atomically.",
+    )
+    method.add_argument("out", type=Path, metavar="OUT.json", help="file to write")
+    method.add_argument(
+        "--settings", type=_json_argument(dict), required=True, metavar="JSON",
+        help="the method's settings (a JSON object)",
+    )  # fmt: skip
+    method.set_defaults(func=_run_method_file)
+
+    table = subparsers.add_parser(
+        "methods-table",
+        help="write the methods table of the report (one row per method)",
+        description="Write the rows --rows (a JSON list of objects with the same keys) as a "
+        "tab-separated table to OUT, atomically.",
+    )
+    table.add_argument("out", type=Path, metavar="OUT.tsv", help="file to write")
+    table.add_argument(
+        "--rows", type=_json_argument(list), required=True, metavar="JSON",
+        help="the table's rows (a JSON list of objects)",
+    )  # fmt: skip
+    table.set_defaults(func=_run_methods_table)
+
+    pages = subparsers.add_parser(
+        "report-pages",
+        help="render the report's tables (and the GIF strip) as HTML pages",
+        description="Render every page of the report (sora_tta.study.report_pages.PAGES) from "
+        "its --page NAME=PATH into OUT_DIR/NAME.html.",
+    )
+    pages.add_argument("--out-dir", type=Path, required=True, help="folder of the pages")
+    pages.add_argument(
+        "--page", type=_page, action="append", required=True, metavar="NAME=PATH",
+        help="the table (or image) a page shows (one per page)",
+    )  # fmt: skip
+    pages.add_argument(
+        "--random-lpips", action="store_true",
+        help="the run's LPIPS backbone is the random one: label LPIPS rows as such",
+    )  # fmt: skip
+    pages.set_defaults(func=_run_report_pages)
+
+
+def _write(path: Path, text: str) -> None:
+    from sora_tta.io import write_text_atomic
+
+    try:
+        write_text_atomic(path, text)
+    except OSError as err:
+        raise CommandError(f"{path}: cannot write ({err.strerror or err})") from err
+
+
+def _run_preflight(args: argparse.Namespace) -> int:
+    from sora_tta.study import preflight
+
+    requirements = preflight.required_files(args.config_json, scope=args.scope)
+    missing = preflight.missing_requirements(requirements)
+    if missing:
+        raise CommandError(preflight.preflight_message(missing, args.source))
+    print(preflight.preflight_report(requirements, args.source), end="")
+    return 0
+
+
+def _run_method_file(args: argparse.Namespace) -> int:
+    from sora_tta.io import write_json_atomic
+
+    try:
+        write_json_atomic(args.out, args.settings)
+    except OSError as err:
+        raise CommandError(f"{args.out}: cannot write ({err.strerror or err})") from err
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _run_methods_table(args: argparse.Namespace) -> int:
+    from sora_tta.study.methods import rows_to_tsv
+
+    rows = args.rows
+    if not all(isinstance(row, dict) and list(row) == list(rows[0]) for row in rows):
+        raise CommandError("--rows: every row must be an object with the same keys")
+    _write(args.out, rows_to_tsv(rows))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _run_report_pages(args: argparse.Namespace) -> int:
+    from sora_tta.study.report_pages import PAGES, write_report_pages
+
+    inputs = dict(args.page)
+    missing, unknown = sorted(set(PAGES) - set(inputs)), sorted(set(inputs) - set(PAGES))
+    if missing or unknown:
+        raise CommandError(f"--page: missing {missing}, unknown {unknown}; pages: {list(PAGES)}")
+    outputs = {name: str(args.out_dir / f"{name}.html") for name in PAGES}
+    try:
+        write_report_pages(inputs, outputs, random_lpips=args.random_lpips)
+    except (OSError, ValueError) as err:
+        raise CommandError(str(err)) from err
+    print("\n".join(outputs.values()))
     return 0

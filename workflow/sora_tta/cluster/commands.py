@@ -1,5 +1,6 @@
-"""Cluster subcommands: ``plan`` (cost of the configured study), ``import-figures`` (update
-the cost model's table from ``bench/bench_gpu.py --json``) and ``stage-checkpoints``."""
+"""Cluster subcommands: ``plan`` (cost of the configured study), ``cost-vs-plan`` (the
+workflow's prediction beside the measured cost table, for the report), ``import-figures``
+(update the cost model's table from ``bench/bench_gpu.py --json``) and ``stage-checkpoints``."""
 
 from __future__ import annotations
 
@@ -49,6 +50,27 @@ def register(subparsers: Any) -> None:
     plan.add_argument("--figures", type=Path, metavar="JSON", help="another figures table")
     plan.add_argument("--json", type=Path, metavar="PATH", help="also write the plan as JSON")
     plan.set_defaults(func=plan_command)
+
+    versus = subparsers.add_parser(
+        "cost-vs-plan",
+        help="the study's predicted cost beside the measured cost table (the report's cost page)",
+        description="Plan the study of --config-json (the workflow's configuration, with its "
+        "plan.kind and plan.gpus) over the videos of --results, write the plan as JSON and "
+        "its comparison with the measured cost table --cost as CSV.",
+    )
+    versus.add_argument(
+        "--config-json", required=True, metavar="JSON", help="the workflow's configuration"
+    )
+    versus.add_argument("--cost", type=Path, required=True, metavar="CSV", help="measured cost")
+    versus.add_argument("--plan", type=Path, required=True, metavar="OUT.json", help="the plan")
+    versus.add_argument(
+        "--comparison", type=Path, required=True, metavar="OUT.csv", help="plan vs measured"
+    )
+    versus.add_argument(
+        "--results", type=Path, default=Path("results"), metavar="DIR",
+        help="results folder whose manifest.csv decides the videos (default results)",
+    )  # fmt: skip
+    versus.set_defaults(func=cost_vs_plan_command)
 
     imp = subparsers.add_parser(
         "import-figures",
@@ -135,6 +157,27 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cost_vs_plan_command(args: argparse.Namespace) -> int:
+    """Write the workflow's plan and its comparison with the measured cost table."""
+    from sora_tta.cluster import plan as plan_lib
+    from sora_tta.study.variants import VariantError
+
+    try:
+        config = json.loads(args.config_json)
+    except json.JSONDecodeError as err:
+        raise CommandError(f"--config-json: not valid JSON ({err})") from err
+    try:
+        study = plan_lib.write_cost_vs_plan(
+            config, args.cost, args.plan, args.comparison, results_dir=args.results
+        )
+    except (plan_lib.PlanError, VariantError, KeyError) as err:
+        raise CommandError(f"cost-vs-plan: {err}") from err
+    except OSError as err:
+        raise CommandError(f"cost-vs-plan: {err.filename}: {err.strerror or err}") from err
+    print(plan_lib.format_plan(study))
+    return 0
+
+
 def import_figures_command(args: argparse.Namespace) -> int:
     """Add (or replace) one kind of the figures table from a benchmark JSON."""
     from sora_tta.cluster import figures as fig
@@ -154,7 +197,7 @@ def import_figures_command(args: argparse.Namespace) -> int:
 
 def stage_command(args: argparse.Namespace) -> int:
     """Stage the checkpoints and print the staged folder."""
-    from sora_tta.cluster import staging
+    from sora_tta import staging
 
     try:
         print(staging.stage_checkpoints(args.checkpoint_dir, args.stage_dir, verify=args.verify))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sora_tta.evaluation.definitions import ALEXNET_FILE, alexnet_weights_path
 from sora_tta.hashing import file_sha256
+from sora_tta.layout import ALEXNET_FILE, alexnet_weights_path
 
 # torchvision names its cache files after the first hex digits of their SHA-256.
 ALEXNET_SHA256_PREFIX = "7be5be79"

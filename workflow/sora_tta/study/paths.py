@@ -13,6 +13,7 @@ from sora_tta.layout import (
     T5_DIR,
     VAE_FILE,
     WORLD_CAPTIONS_FILE,
+    alexnet_weights_path,
 )
 from sora_tta.study.config import section
 
@@ -102,6 +103,4 @@ def checkpoint_paths(config: Mapping[str, Any]) -> CheckpointPaths:
 
 def lpips_weights_path() -> str:
     """Where the LPIPS AlexNet trunk weights must be (torchvision's cache, no download)."""
-    from sora_tta.evaluation.definitions import alexnet_weights_path
-
     return str(alexnet_weights_path())

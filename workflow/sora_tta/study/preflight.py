@@ -3,7 +3,6 @@ configuration needs (with what it is for), and the smoke test's clip check."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -105,59 +104,6 @@ def preflight_message(missing: list[Requirement], source: str = "config") -> str
         f"preflight: {len(missing)} required file(s) missing for {source}; nothing was "
         f"submitted:\n{lines}"
     )
-
-
-def check_smoke_clips(paths: Iterable[str], expected_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Re-read smoke clips and check shape ``(T, H, W, 3)`` and that they are not constant.
-
-    Returns a JSON-ready report with ``ok``, ``problems`` and per-clip statistics.
-    """
-    import numpy as np
-
-    from sora_tta.data.video import VideoReadError, read_frames
-
-    clips, problems = {}, []
-    for path in paths:
-        try:
-            frames = read_frames(path)
-        except VideoReadError as err:
-            problems.append(str(err))
-            continue
-        values = frames.astype(np.float64)
-        clips[str(path)] = {
-            "shape": list(frames.shape),
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-        }
-        if tuple(frames.shape) != tuple(expected_shape):
-            problems.append(f"{path}: shape {list(frames.shape)}, expected {list(expected_shape)}")
-        if float(values.std()) == 0.0:
-            problems.append(f"{path}: every pixel has the same value")
-    return {
-        "ok": not problems,
-        "expected_shape": list(expected_shape),
-        "clips": clips,
-        "problems": problems,
-    }
-
-
-class SmokeCheckError(RuntimeError):
-    """The smoke clips do not have the expected frames (see the check report)."""
-
-
-def run_smoke_check(
-    clips: Iterable[str], expected_shape: tuple[int, ...], report_path: str, log_path: str
-) -> dict[str, Any]:
-    """Check the smoke clips, write the JSON report (and the log); raise if a check failed."""
-
-    from sora_tta.io import write_json_atomic, write_text_atomic
-
-    report = check_smoke_clips(clips, expected_shape)
-    write_text_atomic(log_path, json.dumps(report, indent=2) + "\n")
-    if not report["ok"]:
-        raise SmokeCheckError(f"smoke check failed: {'; '.join(report['problems'])}")
-    write_json_atomic(report_path, report)
-    return report
 
 
 def preflight_report(requirements: Iterable[Requirement], source: str) -> str:

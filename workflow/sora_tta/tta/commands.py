@@ -151,9 +151,9 @@ def read_method(path: Path | None, method: str | None) -> Any:
 
 def generate_command(args: argparse.Namespace) -> int:
     """Run one video end to end (see :func:`sora_tta.tta.generate.generate`)."""
-    from sora_tta.cluster.staging import staged_or_source
     from sora_tta.data.video import VideoReadError
     from sora_tta.models.compile import set_cache_dir
+    from sora_tta.staging import staged_or_source
     from sora_tta.study.variants import BASELINE
     from sora_tta.tta.checkpoint import preemption_signals
     from sora_tta.tta.generate import GenerateRequest, GenerationError, generate

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sora_tta import staging
 from sora_tta.cli import main
-from sora_tta.cluster import staging
 
 MMDIT, VAE = "Open_Sora_v2.safetensors", "hunyuan_vae.safetensors"
 
