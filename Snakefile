@@ -63,7 +63,7 @@ rule preflight:
     benchmark:
         benchmark_path("preflight")
     params:
-        config=json.dumps(config),
+        config=lambda wildcards: json.dumps(config),
         scope=PREFLIGHT_SCOPE,
         source=CONFIG_SOURCE,
     shell:

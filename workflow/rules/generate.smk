@@ -38,7 +38,7 @@ rule methods_table:
     benchmark:
         benchmark_path("methods_table")
     params:
-        rows=json.dumps(methods.methods_rows(VARIANTS, FINAL_METHODS)),
+        rows=lambda wildcards: json.dumps(methods.methods_rows(VARIANTS, FINAL_METHODS)),
     shell:
         "sora-tta methods-table {output} --rows {params.rows:q} > {log} 2>&1"
 

@@ -24,7 +24,7 @@ rule cost_plan:
     benchmark:
         benchmark_path("cost_plan")
     params:
-        config=json.dumps(config),
+        config=lambda wildcards: json.dumps(config),
         results=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
         "sora-tta cost-vs-plan --config-json {params.config:q} --cost {input.cost}"

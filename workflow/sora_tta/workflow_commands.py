@@ -137,6 +137,7 @@ def _register_status(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_status(args: argparse.Namespace) -> int:
     from sora_tta import status as st
+    from sora_tta.layout import STATUS_TSV
 
     extra = list(args.snakemake_args)
     if extra[:1] == ["--"]:
@@ -147,7 +148,7 @@ def _run_status(args: argparse.Namespace) -> int:
         statuses = st.collect(args.directory)
     except (st.StatusError, OSError) as err:
         raise CommandError(str(err)) from err
-    tsv = args.tsv or args.directory / st.STATUS_TSV
+    tsv = args.tsv or args.directory / STATUS_TSV
     try:
         st.write_tsv(statuses, tsv)
     except OSError as err:
