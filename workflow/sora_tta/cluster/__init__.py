@@ -1,1 +1,2 @@
-"""Running the study on a cluster: cost model (``plan``), checkpoint staging to node-local disk."""
+"""Running the study on a cluster: the cost model (``plan``, ``cost-vs-plan``) and its
+measured per-step figures."""

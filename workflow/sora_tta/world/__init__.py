@@ -1,1 +1,2 @@
-"""A procedural video world and tiny proxy models pretrained on it."""
+"""The fake world of the demo and the tests: synthetic UCF-101, the procedural world, the tiny
+checkpoint family, the proxy models pretrained on the world, synthetic clips."""
