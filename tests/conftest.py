@@ -1,5 +1,6 @@
 """Fixtures shared by every test folder: the golden reference, the tiny checkpoint family, a
-small synthetic UCF-101 tree and the ``sora-tta`` command-line runner.
+small synthetic UCF-101 tree, the ``sora-tta`` command line as a user runs it (``run_cli``:
+exit code and output) and as a function call (``invoke``: errors propagate).
 
 The golden fixtures live in ``tests/fixtures/reference/`` (what each file holds, how it was
 made and how to regenerate it: ``tests/fixtures/reference/README.md``).
@@ -113,6 +114,18 @@ def small_tree(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTree:
         classes=3, per_class=6, frames=70, seed=7, clips_per_group=2, width=64, height=48
     )
     return make_synthetic_ucf101(tmp_path_factory.mktemp("ucf") / "synthetic", config)
+
+
+@pytest.fixture(scope="session")
+def invoke() -> Callable:
+    """Run a ``sora-tta`` subcommand's function on parsed ``argv`` and return its exit code;
+    its errors propagate (``CommandError``), for tests that inspect them."""
+
+    def call(argv: list[object]) -> int:
+        args = cli.build_parser().parse_args([str(a) for a in argv])
+        return args.func(args)
+
+    return call
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
-"""Shared helpers for the evaluation tests: synthetic clips, a local CLI, fake metric files."""
+"""Shared helpers for the evaluation tests: synthetic clips and fake metric files."""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,6 @@ import numpy as np
 import pytest
 
 from sora_tta.data.video import write_lossless
-from sora_tta.evaluation import commands
 from sora_tta.evaluation.definitions import FILE_SCHEMA, SCHEMA
 from sora_tta.io import read_json, write_json_atomic
 
@@ -23,14 +20,6 @@ def _moving_clip(seed: int, frames: int = T) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.integers(30, 220, size=(H, W + frames, 3), dtype=np.uint8)
     return np.stack([base[:, t : t + W] for t in range(frames)])
-
-
-def _run_cli(argv: Sequence[str]) -> int:
-    """Parse ``argv`` with only the evaluation subcommands and run the command."""
-    parser = argparse.ArgumentParser(prog="sora-tta")
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +93,6 @@ def _write_fake(metrics_dir: Path, record: dict[str, Any]) -> Path:
 def moving_clip():
     """Factory of textured drifting clips: ``moving_clip(seed, frames=65)``."""
     return _moving_clip
-
-
-@pytest.fixture(scope="session")
-def cli():
-    """Run an evaluation subcommand: ``cli([...argv])``."""
-    return _run_cli
 
 
 @pytest.fixture(scope="session")

@@ -289,16 +289,16 @@ def test_config_validation() -> None:
         AggregateConfig(("baseline", "baseline"))
 
 
-def test_aggregate_command(fake_results: Path, cli) -> None:
+def test_aggregate_command(fake_results: Path, invoke) -> None:
     out = fake_results / "agg_cli"
     argv = ["aggregate", "--metrics-dir", str(fake_results / "metrics"), "--generations-dir",
             str(fake_results / "generations"), "--methods", "baseline,VAR1", "--out-dir", str(out),
             "--bootstrap", "500", "--seed", "3"]  # fmt: skip
-    assert cli(argv) == 0
+    assert invoke(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     argv[argv.index("baseline,VAR1")] = "baseline,VAR2"
     with pytest.raises(CommandError, match="VAR2"):
-        cli(argv)
+        invoke(argv)
 
 
 def _add_failure(root: Path, method: str, video: str) -> None:

@@ -32,14 +32,14 @@ def _argv(
     ]  # fmt: skip
 
 
-def test_evaluate_writes_marked_json(tmp_path, cli, write_clip, moving_clip) -> None:
+def test_evaluate_writes_marked_json(tmp_path, invoke, write_clip, moving_clip) -> None:
     ref_frames = moving_clip(0)
     gen_frames = ref_frames.copy()
     gen_frames[33:] = np.clip(gen_frames[33:].astype(int) + 10, 0, 255).astype(np.uint8)
     ref = write_clip(tmp_path / "ref.mkv", ref_frames)
     gen = write_clip(tmp_path / "gen.mkv", gen_frames)
     out = tmp_path / "metrics" / "baseline" / "Test.json"
-    assert cli(_argv(gen, ref, out)) == 0
+    assert invoke(_argv(gen, ref, out)) == 0
     file = read_json(out)
     assert (file["schema"], file["method"], file["class"]) == (FILE_SCHEMA, "baseline", "Test")
     (data,) = file["records"]
@@ -57,75 +57,75 @@ def test_evaluate_writes_marked_json(tmp_path, cli, write_clip, moving_clip) -> 
     assert not list(out.parent.glob(".*"))  # no temporary file left behind
 
 
-def test_alexnet_missing_fails_before_reading_clips(tmp_path, cli, monkeypatch) -> None:
+def test_alexnet_missing_fails_before_reading_clips(tmp_path, invoke, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     argv = _argv(tmp_path / "nope.mkv", tmp_path / "nope2.mkv", tmp_path / "out.json")
     argv[argv.index("random")] = "alexnet"
     with pytest.raises(CommandError, match=r"alexnet-owt-7be5be79\.pth"):
-        cli(argv)
+        invoke(argv)
     assert not (tmp_path / "out.json").exists()
 
 
-def test_frame_count_mismatch_names_both_files(tmp_path, cli, write_clip, moving_clip) -> None:
+def test_frame_count_mismatch_names_both_files(tmp_path, invoke, write_clip, moving_clip) -> None:
     ref = write_clip(tmp_path / "ref.mkv", moving_clip(1))
     gen = write_clip(tmp_path / "gen.mkv", moving_clip(1, frames=60))
     with pytest.raises(CommandError) as info:
-        cli(_argv(gen, ref, tmp_path / "out.json"))
+        invoke(_argv(gen, ref, tmp_path / "out.json"))
     assert str(gen) in str(info.value) and str(ref) in str(info.value) and "65" in str(info.value)
     assert not (tmp_path / "out.json").exists()
 
 
-def test_size_mismatch_names_both_files(tmp_path, cli, write_clip, moving_clip) -> None:
+def test_size_mismatch_names_both_files(tmp_path, invoke, write_clip, moving_clip) -> None:
     ref = write_clip(tmp_path / "ref.mkv", moving_clip(2))
     gen = write_clip(tmp_path / "gen.mkv", moving_clip(2)[:, :, :40])
     with pytest.raises(CommandError, match="sizes must match") as info:
-        cli(_argv(gen, ref, tmp_path / "out.json"))
+        invoke(_argv(gen, ref, tmp_path / "out.json"))
     assert str(gen) in str(info.value) and str(ref) in str(info.value)
 
 
-def test_unreadable_clip_and_bad_context(tmp_path, cli, write_clip, moving_clip) -> None:
+def test_unreadable_clip_and_bad_context(tmp_path, invoke, write_clip, moving_clip) -> None:
     ref = write_clip(tmp_path / "ref.mkv", moving_clip(3))
     with pytest.raises(CommandError, match=r"missing\.mkv"):
-        cli(_argv(tmp_path / "missing.mkv", ref, tmp_path / "out.json"))
+        invoke(_argv(tmp_path / "missing.mkv", ref, tmp_path / "out.json"))
     with pytest.raises(CommandError, match="context-frames"):
-        cli(_argv(ref, ref, tmp_path / "out.json", "--context-frames", "64"))
+        invoke(_argv(ref, ref, tmp_path / "out.json", "--context-frames", "64"))
 
 
-def test_one_file_per_class_in_the_given_order(tmp_path, cli, write_clip, moving_clip) -> None:
+def test_one_file_per_class_in_the_given_order(tmp_path, invoke, write_clip, moving_clip) -> None:
     """Several videos, one LPIPS model: each record equals the single-video evaluation."""
     refs = [write_clip(tmp_path / f"ref{i}.mkv", moving_clip(10 + i)) for i in range(3)]
     gens = [write_clip(tmp_path / f"gen{i}.mkv", moving_clip(20 + i)) for i in range(3)]
     videos = ["v_Test_g01_c03", "v_Test_g01_c01", "v_Test_g02_c01"]
-    assert cli(_argv(gens, refs, tmp_path / "all.json", videos=videos)) == 0
+    assert invoke(_argv(gens, refs, tmp_path / "all.json", videos=videos)) == 0
     records = read_json(tmp_path / "all.json")["records"]
     assert [r["video"] for r in records] == videos
     assert [r["generated"] for r in records] == [str(g) for g in gens]
-    assert cli(_argv(gens[2], refs[2], tmp_path / "one.json", videos=videos[2:])) == 0
+    assert invoke(_argv(gens[2], refs[2], tmp_path / "one.json", videos=videos[2:])) == 0
     (alone,) = read_json(tmp_path / "one.json")["records"]
     assert alone == records[2]
 
 
 def test_bad_videos_are_all_named_and_nothing_is_written(
-    tmp_path, cli, write_clip, moving_clip
+    tmp_path, invoke, write_clip, moving_clip
 ) -> None:
     refs = [write_clip(tmp_path / f"ref{i}.mkv", moving_clip(30 + i)) for i in range(3)]
     gens = [tmp_path / "gone.mkv", refs[1], write_clip(tmp_path / "short.mkv", moving_clip(3, 60))]
     out = tmp_path / "out.json"
     with pytest.raises(CommandError, match="2 of 3 videos cannot be evaluated") as info:
-        cli(_argv(gens, refs, out))
+        invoke(_argv(gens, refs, out))
     assert "gone.mkv" in str(info.value) and "short.mkv" in str(info.value)
     assert not out.exists()
 
 
-def test_list_lengths_and_ids_are_checked(tmp_path, cli) -> None:
+def test_list_lengths_and_ids_are_checked(tmp_path, invoke) -> None:
     clip = tmp_path / "c.mkv"
     with pytest.raises(CommandError, match="the three lists must match"):
-        cli(_argv([clip, clip], [clip], tmp_path / "o.json"))
+        invoke(_argv([clip, clip], [clip], tmp_path / "o.json"))
     with pytest.raises(CommandError, match="video ids repeated"):
-        cli(_argv([clip, clip], [clip, clip], tmp_path / "o.json", videos=["v1", "v1"]))
+        invoke(_argv([clip, clip], [clip, clip], tmp_path / "o.json", videos=["v1", "v1"]))
 
 
-def test_failed_generations_are_recorded_not_evaluated(tmp_path, cli, write_clip, moving_clip):
+def test_failed_generations_are_recorded_not_evaluated(tmp_path, invoke, write_clip, moving_clip):
     """meta.json inputs: an 'ok' one is evaluated from the video next to it, a 'failed' one
     becomes a failure entry (the file is still written)."""
     frames = moving_clip(0)
@@ -139,7 +139,7 @@ def test_failed_generations_are_recorded_not_evaluated(tmp_path, cli, write_clip
     )
     out = tmp_path / "metrics.json"
     videos = ["v_Test_g01_c01", "v_Test_g02_c01"]
-    assert cli(_argv([good / "meta.json", bad / "meta.json"], refs, out, videos=videos)) == 0
+    assert invoke(_argv([good / "meta.json", bad / "meta.json"], refs, out, videos=videos)) == 0
     data = read_json(out)
     assert [r["video"] for r in data["records"]] == ["v_Test_g01_c01"]
     assert data["records"][0]["generated"] == str(good / "video.mkv")

@@ -202,9 +202,9 @@ def _fvd_argv(root: Path, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_fvd_command_end_to_end(study, weights, tmp_path, cli) -> None:
+def test_fvd_command_end_to_end(study, weights, tmp_path, invoke) -> None:
     out = tmp_path / "aggregate" / "fvd.csv"
-    assert cli(_fvd_argv(study, out, "--weights", str(weights), "--batch-size", "2")) == 0
+    assert invoke(_fvd_argv(study, out, "--weights", str(weights), "--batch-size", "2")) == 0
     table = pd.read_csv(out)
     assert list(table.columns) == fvd.FVD_COLUMNS
     assert list(zip(table["role"], table["method"], table["n_videos"], strict=True)) == [
@@ -227,25 +227,25 @@ def test_fvd_command_end_to_end(study, weights, tmp_path, cli) -> None:
     assert not list(out.parent.glob(".*"))
 
 
-def test_fvd_without_weights_is_skipped_with_a_reason(study, tmp_path, cli) -> None:
+def test_fvd_without_weights_is_skipped_with_a_reason(study, tmp_path, invoke) -> None:
     out = tmp_path / "fvd.csv"
-    assert cli(_fvd_argv(study, out)) == 0
+    assert invoke(_fvd_argv(study, out)) == 0
     table = pd.read_csv(out)
     assert list(table["method"]) == ["baseline", "r4"] and table["fvd"].isna().all()
     assert (table["skipped"] == fvd.NO_WEIGHTS_REASON).all()
     assert "evaluation.fvd_weights" in fvd.NO_WEIGHTS_REASON
 
 
-def test_fvd_command_names_corrupt_weights_and_writes_nothing(study, tmp_path, cli) -> None:
+def test_fvd_command_names_corrupt_weights_and_writes_nothing(study, tmp_path, invoke) -> None:
     bad = tmp_path / "i3d_torchscript.pt"
     bad.write_bytes(np.random.default_rng(9).bytes(2048))
     out = tmp_path / "fvd.csv"
     with pytest.raises(CommandError, match=f"{bad}: not a TorchScript module"):
-        cli(_fvd_argv(study, out, "--weights", str(bad)))
+        invoke(_fvd_argv(study, out, "--weights", str(bad)))
     assert not out.exists()
 
 
-def test_fvd_command_names_a_damaged_clip(study, weights, tmp_path, cli) -> None:
+def test_fvd_command_names_a_damaged_clip(study, weights, tmp_path, invoke) -> None:
     import shutil
 
     copy = tmp_path / "study"
@@ -254,17 +254,19 @@ def test_fvd_command_names_a_damaged_clip(study, weights, tmp_path, cli) -> None
     clip.write_bytes(b"not a video")
     out = tmp_path / "fvd.csv"
     with pytest.raises(CommandError, match=str(clip)):
-        cli(_fvd_argv(copy, out, "--weights", str(weights)))
+        invoke(_fvd_argv(copy, out, "--weights", str(weights)))
     assert not out.exists()
 
 
-def test_without_final_variants_only_the_baseline_is_scored_on_test(study, tmp_path, cli) -> None:
+def test_without_final_variants_only_the_baseline_is_scored_on_test(
+    study, tmp_path, invoke
+) -> None:
     """An empty --final-variants (statistics.final_variants: []): exploratory variants run
     on the validation videos only, so they get no test row."""
     out = tmp_path / "fvd.csv"
     argv = _fvd_argv(study, out)
     argv[argv.index("--final-variants") + 1] = ""
-    assert cli(argv) == 0  # without weights: the skip rows name every method
+    assert invoke(argv) == 0  # without weights: the skip rows name every method
     assert list(pd.read_csv(out)["method"]) == ["baseline", "r4"]
     roles = {"v1": "test", "v2": "test", "v3": "validation"}
     sets = fvd.fvd_sets(roles, ["baseline", "r4"], "baseline", [], lambda m, v: True)

@@ -33,7 +33,7 @@ FRAMES, CONTEXT = 17, 9
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, moving_clip, cli, write_clip) -> Path:
+def pipeline(tmp_path_factory, moving_clip, invoke, write_clip) -> Path:
     """clips/, generations/ (with loss.csv for VAR1), metrics/ and aggregate/ for 3 videos."""
     root = tmp_path_factory.mktemp("pipeline")
     for i, video in enumerate(VIDEOS):
@@ -54,7 +54,7 @@ def pipeline(tmp_path_factory, moving_clip, cli, write_clip) -> Path:
         for cls in sorted(set(VIDEOS.values())):
             videos = [v for v, c in VIDEOS.items() if c == cls]
             generated = [str(root / "generations" / method / v / "video.mkv") for v in videos]
-            cli(
+            invoke(
                 ["evaluate",
                  "--generated", *generated,
                  "--reference", *(str(root / "clips" / f"{v}.mkv") for v in videos),
@@ -63,7 +63,7 @@ def pipeline(tmp_path_factory, moving_clip, cli, write_clip) -> Path:
                  "--lpips-backbone", "random", "--device", "cpu",
                  "--num-frames", str(FRAMES), "--context-frames", str(CONTEXT)]
             )  # fmt: skip
-    cli(
+    invoke(
         ["aggregate", "--metrics-dir", str(root / "metrics"), "--generations-dir",
          str(root / "generations"), "--methods", ",".join(METHODS), "--out-dir",
          str(root / "aggregate"), "--bootstrap", "500"]
@@ -83,12 +83,12 @@ def test_aggregate_of_real_metrics(pipeline: Path) -> None:
     assert "RANDOM backbone" in (pipeline / "aggregate" / "summary.md").read_text()
 
 
-def test_plot_command_writes_every_figure(pipeline: Path, cli) -> None:
+def test_plot_command_writes_every_figure(pipeline: Path, invoke) -> None:
     out = pipeline / "figures"
     argv = ["plot", "--aggregate-dir", str(pipeline / "aggregate"), "--generations-dir",
             str(pipeline / "generations"), "--clips-dir", str(pipeline / "clips"),
             "--out-dir", str(out), "--strip-videos", "2", "--bootstrap", "300"]  # fmt: skip
-    assert cli(argv) == 0
+    assert invoke(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(FIGURE_FILES)
     for name in FIGURE_FILES:
         with Image.open(out / name) as image:
@@ -146,24 +146,24 @@ def test_strip_without_clips_still_written(pipeline: Path, tmp_path: Path) -> No
         assert gif.n_frames == 1
 
 
-def test_baseline_only_still_writes_every_figure(pipeline: Path, cli, tmp_path: Path) -> None:
+def test_baseline_only_still_writes_every_figure(pipeline: Path, invoke, tmp_path: Path) -> None:
     agg, out = tmp_path / "agg", tmp_path / "fig"
-    cli(["aggregate", "--metrics-dir", str(pipeline / "metrics"), "--methods", "baseline",
+    invoke(["aggregate", "--metrics-dir", str(pipeline / "metrics"), "--methods", "baseline",
          "--out-dir", str(agg), "--bootstrap", "200"])  # fmt: skip
     paired = pd.read_csv(agg / "paired.csv")
     assert paired.empty and list(paired.columns) == PAIRED_FILE_COLUMNS
-    cli(["plot", "--aggregate-dir", str(agg), "--generations-dir", str(pipeline / "generations"),
+    invoke(["plot", "--aggregate-dir", str(agg), "--generations-dir", str(pipeline / "generations"),
          "--clips-dir", str(pipeline / "clips"), "--out-dir", str(out), "--strip-videos", "1",
          "--bootstrap", "200"])  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == sorted(FIGURE_FILES)
     assert "No adapted method" in (agg / "summary.md").read_text()
 
 
-def test_plot_without_aggregate_is_a_clear_error(cli, tmp_path: Path) -> None:
+def test_plot_without_aggregate_is_a_clear_error(invoke, tmp_path: Path) -> None:
     from sora_tta.cli import CommandError
 
     with pytest.raises(CommandError, match=r"long\.csv: file not found"):
-        cli(["plot", "--aggregate-dir", str(tmp_path), "--generations-dir", str(tmp_path),
+        invoke(["plot", "--aggregate-dir", str(tmp_path), "--generations-dir", str(tmp_path),
              "--clips-dir", str(tmp_path), "--out-dir", str(tmp_path / "f")])  # fmt: skip
 
 
