@@ -25,3 +25,20 @@ def test_workflow_profile_is_the_one_place_of_resources(shipped_config):
         assert "resources" not in shipped_config(name)
     with pytest.raises(ValueError, match="unsupported resource expression"):
         resources._first_attempt("input.size_mb * 2")
+
+
+def test_every_rule_that_becomes_a_job_has_its_resources():
+    """A rule missing from the workflow profile would be submitted with the executor's
+    defaults (and the SLURM test could not check it)."""
+    import re
+
+    repo = resources.WORKFLOW_PROFILE.parents[2]
+    text = "\n".join(
+        p.read_text() for p in [repo / "Snakefile", *(repo / "workflow" / "rules").glob("*.smk")]
+    )
+    rules = set(re.findall(r"^\s*(?:rule|checkpoint) (\w+):", text, re.M))
+    rules |= set(re.findall(r"^\s*use rule \w+ as (\w+)", text, re.M))
+    local = set()
+    for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", text, re.M):
+        local |= set(re.findall(r"\w+", block))
+    assert rules - local - set(resources.profile_resources()) == set()
