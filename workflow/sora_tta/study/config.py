@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from sora_tta.study.variants import kinds_from_schema
+from sora_tta.study.values import kinds_from_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 

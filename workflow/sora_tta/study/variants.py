@@ -23,7 +23,6 @@ Pure Python (no torch): the workflow imports this module while it builds the DAG
 from __future__ import annotations
 
 import itertools
-import math
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sora_tta import hashing
+from sora_tta.study.values import kind_of, normalise_value
 
 BASELINE = "baseline"
 #: Parameters that change how a run is executed but not its result (resume interval,
@@ -88,82 +88,6 @@ class Variant:
         return f"{self.name}-{self.digest}"
 
 
-#: JSON-schema type names understood by :func:`normalise_params` (``integer-array``: an
-#: array whose items are integers, e.g. a set of condition lengths).
-KINDS = ("boolean", "integer", "number", "string", "array", "integer-array", "object")
-INTEGER_ARRAY = "integer-array"
-
-
-def kind_of(value: Any) -> str:
-    """JSON-schema type name of a Python value (``True`` is a boolean, ``2`` an integer)."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    raise VariantError(f"unsupported parameter value {value!r}")
-
-
-def kinds_from_schema(properties: Mapping[str, Any]) -> dict[str, str]:
-    """Parameter -> type name from the ``properties`` of a JSON schema (``type`` entries)."""
-    kinds = {}
-    for key, prop in properties.items():
-        kind = prop.get("type") if isinstance(prop, Mapping) else None
-        items = prop.get("items") if isinstance(prop, Mapping) else None
-        if kind == "array" and isinstance(items, Mapping) and items.get("type") == "integer":
-            kind = INTEGER_ARRAY
-        if kind not in KINDS:
-            raise VariantError(f"schema of {key}: unsupported or missing type {kind!r}")
-        kinds[key] = kind
-    return kinds
-
-
-def normalise_value(key: str, value: Any, kind: str, where: str = "variant") -> Any:
-    """Check ``value`` against the JSON type ``kind`` and return it in canonical form.
-
-    Integers given as ``16.0`` become ``16``; numbers become floats (``1`` -> ``1.0``), so
-    equal parameters hash equally however they were written; arrays and objects hold numbers.
-    """
-
-    def fail(expected: str) -> VariantError:
-        return VariantError(f"{where}: {key} must be {expected}, got {value!r}")
-
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    if kind == "integer":
-        if not is_number or (isinstance(value, float) and not value.is_integer()):
-            raise fail("an integer")
-        return int(value)
-    if kind == "number":
-        if not is_number or not math.isfinite(value):
-            raise fail("a finite number")
-        return float(value)
-    if kind == "string":
-        if not isinstance(value, str):
-            raise fail("a string")
-        return value
-    if kind in ("array", INTEGER_ARRAY):
-        item = "integer" if kind == INTEGER_ARRAY else "number"
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise fail(f"a list of {item}s")
-        return [normalise_value(f"{key}[{i}]", v, item, where) for i, v in enumerate(value)]
-    if kind == "object":
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise fail("a mapping of names to numbers")
-        return {k: normalise_value(f"{key}.{k}", value[k], "number", where) for k in sorted(value)}
-    raise VariantError(f"{where}: unsupported type {kind!r} for {key}")
-
-
 def normalise_params(
     overrides: Mapping[str, Any],
     defaults: Mapping[str, Any],
@@ -172,8 +96,8 @@ def normalise_params(
 ) -> dict[str, Any]:
     """Merge ``overrides`` into ``defaults``, every value in canonical form.
 
-    ``kinds`` gives each parameter's JSON type (see :func:`kinds_from_schema`); without it
-    the type of the default value is used.
+    ``kinds`` gives each parameter's JSON type (see :mod:`sora_tta.study.values`); without
+    it the type of the default value is used.
 
     Raises:
         VariantError: an unknown key (the message lists the valid ones) or a wrong type.
@@ -187,10 +111,14 @@ def normalise_params(
         raise VariantError(
             f"{where}: unknown adaptation parameter(s) {unknown}; valid: {sorted(defaults)}"
         )
-    kinds = dict(kinds) if kinds is not None else {k: kind_of(v) for k, v in defaults.items()}
-    merged = {key: normalise_value(key, defaults[key], kinds[key], "adapt") for key in defaults}
-    for key, value in overrides.items():
-        merged[key] = normalise_value(key, value, kinds[key], where)
+    try:
+        if kinds is None:
+            kinds = {key: kind_of(value) for key, value in defaults.items()}
+        merged = {k: normalise_value(k, defaults[k], kinds[k], "adapt") for k in defaults}
+        for key, value in overrides.items():
+            merged[key] = normalise_value(key, value, kinds[key], where)
+    except ValueError as err:
+        raise VariantError(str(err)) from err
     return merged
 
 
@@ -301,7 +229,7 @@ def expand_variants(
     Args:
         spec: ``{"named": {name: overrides}, "grids": {prefix: {"axes": ..., "fixed": ...}}}``.
         defaults: the full default parameter set (the workflow's ``adapt`` section).
-        kinds: JSON type of each parameter (:func:`kinds_from_schema`); default: the
+        kinds: JSON type of each parameter (``values.kinds_from_schema``); default: the
             defaults' types.
         check: optional validator of a full parameter set returning problem descriptions
             (e.g. ranges from the JSON schema); problems become :class:`VariantError`.
@@ -310,7 +238,6 @@ def expand_variants(
         VariantError: invalid names, unknown keys, wrong types, failed checks, two variants
             with the same name, or two variants with the same result-determining parameters.
     """
-    kinds = dict(kinds) if kinds is not None else {k: kind_of(v) for k, v in defaults.items()}
     variants: list[Variant] = []
     by_name: dict[str, str] = {}
     by_digest: dict[str, str] = {}

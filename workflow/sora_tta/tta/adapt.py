@@ -1,18 +1,17 @@
 """The adaptation's settings: :class:`AdaptConfig` (one field per ``adapt`` key of the
-configuration, checked on construction) and the checker that builds it from a method file's
-JSON. The training loop is :mod:`sora_tta.tta.train`."""
+configuration, checked on construction), built from a method file's JSON by the study's one
+value checker (:func:`sora_tta.study.values.dataclass_from_json`). The training loop is
+:mod:`sora_tta.tta.train`."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from sora_tta.hashing import digest
+from sora_tta.study.values import dataclass_from_json
 from sora_tta.study.variants import NON_RESULT_KEYS
 from sora_tta.tta import lora, objective
 
@@ -110,7 +109,7 @@ class AdaptConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "adapt config") -> AdaptConfig:
         """Build from a JSON object; unknown keys or wrong types raise ``ValueError``."""
-        return config_from_dict(cls, data, source)
+        return dataclass_from_json(cls, data, source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the inverse of :meth:`from_dict`)."""
@@ -138,63 +137,3 @@ class AdaptConfig:
         """Hash of the fields that determine the adapter (not e.g. the checkpoint interval)."""
         data = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
         return digest(data)
-
-
-def _check_value(name: str, hint: Any, value: Any) -> Any:
-    """Validate/convert one JSON value against a dataclass field type hint."""
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif hint is str:
-        ok = isinstance(value, str)
-    elif origin is tuple and typing.get_args(hint)[-1] is Ellipsis:
-        ok = isinstance(value, (list, tuple))
-        if ok:
-            item = typing.get_args(hint)[0]
-            value = tuple(_check_value(name, item, v) for v in value)
-    elif origin is tuple:
-        args = typing.get_args(hint)
-        ok = isinstance(value, (list, tuple)) and len(value) == len(args)
-        if ok:
-            value = tuple(_check_value(name, a, v) for a, v in zip(args, value, strict=True))
-    elif origin is dict:
-        key_hint, value_hint = typing.get_args(hint)
-        ok = isinstance(value, dict) and all(isinstance(k, key_hint) for k in value)
-        if ok:
-            value = {k: _check_value(name, value_hint, v) for k, v in value.items()}
-    elif origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            if option is type(None) and value is None:
-                return None
-            with contextlib.suppress(TypeError):
-                return _check_value(name, option, value)
-        ok = False
-    else:
-        raise TypeError(f"unsupported field type {hint!r} for {name}")
-    if not ok:
-        raise TypeError(f"{name}: expected {hint}, got {value!r}")
-    return value
-
-
-def config_from_dict(cls: type, data: Any, source: str) -> Any:
-    """Instantiate the dataclass ``cls`` from a JSON object with key and type checks.
-
-    Errors name ``source`` and, for unknown keys, list the valid ones.
-    """
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; valid keys are {names}")
-    hints = typing.get_type_hints(cls)
-    try:
-        values = {key: _check_value(key, hints[key], value) for key, value in data.items()}
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: {err}") from err

@@ -41,10 +41,11 @@ from sora_tta.models import pipeline
 from sora_tta.models.compile import run_compiled
 from sora_tta.models.text import load_prompt_embedding
 from sora_tta.sampling import GuidanceConfig
+from sora_tta.study.values import dataclass_from_json
 from sora_tta.study.variants import BASELINE
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora
-from sora_tta.tta.adapt import CROSS_VIDEO, AdaptConfig, config_from_dict
+from sora_tta.tta.adapt import CROSS_VIDEO, AdaptConfig
 from sora_tta.tta.branches import branch_movement
 from sora_tta.tta.objective import AdaptationTarget, condition_lengths
 from sora_tta.tta.outputs import (
@@ -104,7 +105,7 @@ class SamplingConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "sampling config") -> SamplingConfig:
         """Build from a JSON object; unknown keys or wrong types raise ``ValueError``."""
-        return config_from_dict(cls, data, source)
+        return dataclass_from_json(cls, data, source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
