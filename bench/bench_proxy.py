@@ -54,7 +54,8 @@ from sora_tta.prompts import NEGATIVE_PROMPT, format_prompt
 from sora_tta.study.variants import cross_video_donors
 from sora_tta.tta import lora
 from sora_tta.tta.adapt import CROSS_VIDEO, AdaptConfig
-from sora_tta.tta.generate import SamplingConfig, adaptation_target
+from sora_tta.tta.generate import adaptation_target
+from sora_tta.tta.method import SamplingConfig
 from sora_tta.tta.train import AdaptationDiverged, adapted
 from sora_tta.world.procedural import NOVEL
 from sora_tta.world.proxy import proxy_checkpoint_dir

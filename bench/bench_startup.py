@@ -42,7 +42,8 @@ from sora_tta.models import pipeline
 from sora_tta.world.clips import synthetic_clip
 from sora_tta.tta.adapt import AdaptConfig
 from sora_tta.tta.train import adapted
-from sora_tta.tta.generate import SamplingConfig, adaptation_target
+from sora_tta.tta.generate import adaptation_target
+from sora_tta.tta.method import SamplingConfig
 marks["imports"] = time.time() - t0
 args = json.loads(sys.argv[1])
 ckpt = args["checkpoint_dir"]

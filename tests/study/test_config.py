@@ -48,14 +48,14 @@ def test_real_config_carries_the_study_settings(shipped_config):
 
 def test_schema_defaults_match_adapt_config():
     adapt = pytest.importorskip("sora_tta.tta.adapt")
-    generate = pytest.importorskip("sora_tta.tta.generate")
+    method = pytest.importorskip("sora_tta.tta.method")
     props = SCHEMA["properties"]
     defaults = {k: p["default"] for k, p in props["adapt"]["properties"].items()}
     assert defaults == adapt.AdaptConfig().to_dict()  # one default per setting
     sampling = {
         k: props["sampling"]["properties"][k]["default"] for k in methods.SAMPLING_JSON_KEYS
     }
-    assert sampling == generate.SamplingConfig().to_dict()
+    assert sampling == method.SamplingConfig().to_dict()
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,13 @@ SCHEMA = study_config.load_schema()
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
 def test_method_settings_are_read_by_generate(shipped_config, name):
     """Each method's --method-json (as the workflow writes it) parses as the command's spec."""
-    generate = pytest.importorskip("sora_tta.tta.generate")
+    method_file = pytest.importorskip("sora_tta.tta.method")
     config = shipped_config(name, defaults=True)
     variants = V.expand_variants(
         config["variants"], config["adapt"], kinds=study_config.adapt_param_kinds(SCHEMA)
     )
     for method, adapt in [("baseline", None), *((v.method_id, v.params) for v in variants)]:
-        spec = generate.MethodSpec.from_dict(methods.method_settings(config, method, adapt))
+        spec = method_file.MethodSpec.from_dict(methods.method_settings(config, method, adapt))
         assert spec.method == method and spec.sampling.num_steps == config["sampling"]["num_steps"]
         assert (spec.adapt is None) == (adapt is None)
         if adapt is not None:

@@ -18,7 +18,8 @@ from sora_tta.models import pipeline
 from sora_tta.tta import generate as gen
 from sora_tta.tta import outputs
 from sora_tta.tta.adapt import AdaptConfig
-from sora_tta.tta.generate import GenerateRequest, GenerationError, MethodSpec, SamplingConfig
+from sora_tta.tta.generate import GenerateRequest, GenerationError
+from sora_tta.tta.method import MethodSpec, SamplingConfig
 
 SAMPLING = SamplingConfig(num_steps=3)
 ADAPT = AdaptConfig(rank=4, steps=3, warmup_steps=1, lr=1e-3, checkpoint_every=2)

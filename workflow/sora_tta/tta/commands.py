@@ -131,10 +131,10 @@ def register(subparsers: Any) -> None:
 
 
 def read_method(path: Path | None, method: str | None) -> Any:
-    """The :class:`~sora_tta.tta.generate.MethodSpec` of ``--method-json`` / ``--method``."""
+    """The :class:`~sora_tta.tta.method.MethodSpec` of ``--method-json`` / ``--method``."""
     from sora_tta.io import read_json
     from sora_tta.study.variants import BASELINE
-    from sora_tta.tta.generate import MethodSpec
+    from sora_tta.tta.method import MethodSpec
 
     if path is None:
         return MethodSpec(method=method or BASELINE)

@@ -1,4 +1,5 @@
-"""One video end to end: load, encode, (adapt), sample, decode, write the outputs.
+"""One video end to end, as stages: read -> load -> encode -> (adapt) -> sample -> decode ->
+write.
 
 Only the first ``num_cond_frames`` (33) frames of the clip are read: neither the
 adaptation nor the sampler can see the frames the continuation is scored on.
@@ -40,13 +41,11 @@ from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.models.compile import run_compiled
 from sora_tta.models.text import load_prompt_embedding
-from sora_tta.sampling import GuidanceConfig
-from sora_tta.study.values import dataclass_from_json
-from sora_tta.study.variants import BASELINE
 from sora_tta.tta import checkpoint as ckpt
 from sora_tta.tta import lora
 from sora_tta.tta.adapt import CROSS_VIDEO, AdaptConfig
 from sora_tta.tta.branches import branch_movement
+from sora_tta.tta.method import SamplingConfig
 from sora_tta.tta.objective import AdaptationTarget, condition_lengths
 from sora_tta.tta.outputs import (
     ADAPTER_FILE,
@@ -76,94 +75,6 @@ BASELINE_SIGNAL_NOTE = (
     "on SIGTERM/SIGUSR1/SIGINT this baseline run stops at the next sampling step (or after "
     "decoding), writes no output and exits 75; the rerun samples from the start"
 )
-
-
-@dataclass
-class SamplingConfig:
-    """Sampler settings (``sampling`` of a ``--method-json`` file); reference defaults, 25 steps."""
-
-    num_steps: int = 25
-    guidance: float = 7.5
-    guidance_img: float = 3.0
-    text_osci: bool = True
-    image_osci: bool = True
-    num_cond_frames: int = pipeline.NUM_COND_FRAMES
-    num_frames: int = pipeline.NUM_FRAMES
-
-    def __post_init__(self) -> None:
-        for name in ("num_cond_frames", "num_frames"):
-            value = getattr(self, name)
-            if value < 1 or (value - 1) % 4:
-                raise ValueError(f"{name} must be 4k + 1 (the VAE's causal layout), got {value}")
-        if self.num_cond_frames >= self.num_frames:
-            raise ValueError(
-                f"num_cond_frames ({self.num_cond_frames}) must be below "
-                f"num_frames ({self.num_frames})"
-            )
-        self.guidance_config()  # validates num_steps
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "sampling config") -> SamplingConfig:
-        """Build from a JSON object; unknown keys or wrong types raise ``ValueError``."""
-        return dataclass_from_json(cls, data, source)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary."""
-        return dataclasses.asdict(self)
-
-    def guidance_config(self) -> GuidanceConfig:
-        """The sampler's guidance settings."""
-        return GuidanceConfig(
-            num_steps=self.num_steps,
-            guidance=self.guidance,
-            guidance_img=self.guidance_img,
-            text_osci=self.text_osci,
-            image_osci=self.image_osci,
-        )
-
-    @property
-    def cond_latent_frames(self) -> int:
-        """Latent frames of the conditioning clip (33 frames -> 9)."""
-        return (self.num_cond_frames - 1) // 4 + 1
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One method of the study: the content of a ``--method-json`` file
-    (``results/methods/{method}.json``): its id, the sampler settings and the adaptation
-    settings (``None``: the baseline, no adaptation)."""
-
-    method: str = BASELINE
-    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
-    adapt: AdaptConfig | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "method config") -> MethodSpec:
-        """Build from ``{"method": ..., "sampling": {...}, "adapt": {...} | null}``; missing
-        sampling keys take their defaults; unknown keys or wrong types raise ``ValueError``."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"method", "sampling", "adapt"})
-        if unknown:
-            raise ValueError(
-                f"{source}: unknown keys {unknown}; valid keys are ['method', 'sampling', 'adapt']"
-            )
-        method = data.get("method", BASELINE)
-        if not isinstance(method, str) or not method:
-            raise ValueError(f"{source}: 'method' must be a non-empty string, got {method!r}")
-        sampling = SamplingConfig.from_dict(data.get("sampling") or {}, f"{source} (sampling)")
-        adapt = data.get("adapt")
-        if adapt is not None:
-            adapt = AdaptConfig.from_dict(adapt, f"{source} (adapt)")
-        return cls(method, sampling, adapt)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (the inverse of :meth:`from_dict`)."""
-        return {
-            "method": self.method,
-            "sampling": self.sampling.to_dict(),
-            "adapt": None if self.adapt is None else self.adapt.to_dict(),
-        }
 
 
 @dataclass
@@ -248,6 +159,11 @@ def generate(
 ) -> dict[str, Any]:
     """Run one video and write its outputs; returns the ``meta.json`` content.
 
+    The stages, each a function below: :func:`read_inputs` (the only reads) ->
+    :func:`load_bundle` -> :func:`encode` -> (:func:`adapt_and_sample` | :func:`sample`) ->
+    :func:`decode` -> :func:`write_outputs` (the only writes of results). This function
+    times them and turns their errors into the folder's failure record.
+
     ``bundle`` reuses models already loaded (several videos per process: adapters are
     removed after each video, so every video starts from the loaded weights).
 
@@ -261,162 +177,47 @@ def generate(
     clear_outputs(out_dir)
     check_donor(request)
     timings: dict[str, float] = {}
-    seeds = request.seeds()
-    sampling = request.sampling
-
-    prompt, txt, y_vec = load_prompt_embedding(request.prompt_embedding)
-    _, txt_neg, y_neg = load_prompt_embedding(request.negative_embedding)
 
     tick = time.perf_counter()
-    if bundle is None:
-        device = resolve_device(request.device)
-        dtype = resolve_dtype(request.dtype, device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        bundle = pipeline.load_models(request.checkpoint_dir, device=device, dtype=dtype)
-    elif bundle.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(bundle.device)
-    device = bundle.device
+    inputs = read_inputs(request)
+    reading = time.perf_counter() - tick
+    tick = time.perf_counter()
+    bundle = load_bundle(request, bundle)
     timings["load"] = time.perf_counter() - tick
-
     tick = time.perf_counter()
-    frames = read_frames(request.clip, max_frames=sampling.num_cond_frames)
-    if len(frames) < sampling.num_cond_frames:
-        raise ValueError(
-            f"{request.clip}: has {len(frames)} frames, "
-            f"need {sampling.num_cond_frames} to condition on"
-        )
-    fps = clip_fps(request.clip)
-    condition = pipeline.encode_condition(
-        bundle, frames, num_cond_frames=sampling.num_cond_frames, num_frames=sampling.num_frames
-    )
-    timings["encode"] = time.perf_counter() - tick
+    condition = encode(bundle, inputs.frames, request.sampling)
+    timings["encode"] = reading + time.perf_counter() - tick
 
-    meta: dict[str, Any] = {
-        "video_id": request.video_id,
-        "method": request.method,
-        "prompt": prompt,
-        "config_hash": request.config_hash(),
-        "seed": request.seed,
-        "seeds": seeds,
-        "adapt_config": None if request.adapt is None else request.adapt.to_dict(),
-        "sampling_config": sampling.to_dict(),
-        "clip": str(request.clip),
-        "checkpoint_dir": str(request.checkpoint_dir),
-        "device": str(device),
-        "dtype": str(bundle.dtype).removeprefix("torch."),
-        # CPU results can differ in the last grey level with the thread count: recorded.
-        "torch_threads": torch.get_num_threads(),
-        "trainable_parameters": 0,
-        "adapted_modules": 0,
-        "final_loss": None,
-        "resumed_from_step": None,
-    }
-    state_path = ckpt.resume_state_path(out_dir)
-    rows: list[dict[str, float]] = []
-    save_final: Callable[[], None] = _nothing_to_save
+    meta = run_record(request, bundle, inputs)
     if request.adapt is None:
         timings["adapt"] = 0.0
         logger.info("%s (baseline): %s", request.video_id, BASELINE_SIGNAL_NOTE)
         try:
-            latent, timings["sample"] = _sample(bundle, condition, txt, y_vec, txt_neg, y_neg,
-                                                request, seeds["noise"], meta, stop)  # fmt: skip
+            sampled = sample(bundle, condition, inputs, request, stop)
         except SamplingInterrupted as err:
             logger.warning("%s (baseline): %s; nothing to save, exit 75", request.video_id, err)
             raise _preempted(request, str(err)) from err
+        adaptation = Adaptation()
     else:
-        tick = time.perf_counter()
-        adapt_frames, adapt_condition, adapt_text = frames, condition, (txt, y_vec)
-        if request.adapt.adapt_on == CROSS_VIDEO:
-            adapt_frames, adapt_condition, adapt_text = _donor(request, bundle)
-            meta.update(adapt_video_id=request.adapt_video_id, adapt_clip=str(request.adapt_clip))
-        target = adaptation_target(bundle, adapt_frames, adapt_condition, request.adapt,
-                                   sampling, adapt_text, (txt_neg, y_neg))  # fmt: skip
-        timings["encode"] += time.perf_counter() - tick
-        identity = resume_identity(request, list(target.x0.shape))
-        resume = ResumeOptions(state_path=state_path, identity=identity)
-        tick = time.perf_counter()
-        try:
-            with adapted(
-                bundle.mmdit,
-                target,
-                request.adapt,
-                seed=seeds["adapt"],
-                resume=resume,
-                stop=stop,
-                progress=progress.bars_wanted(request.progress),
-                on_step=progress.StepLogger(request.adapt.steps, request.progress_every),
-            ) as result:
-                timings["adapt"] = time.perf_counter() - tick
-                save_final = result.save_final
-                if stop:
-                    save_final()
-                    raise AdaptationInterrupted(request.adapt.steps, stop.signal, state_path)
-                rows = result.rows
-                meta.update(
-                    trainable_parameters=result.trainable_parameters,
-                    adapted_modules=len(result.adapted_modules),
-                    final_loss=result.final_loss,
-                    resumed_from_step=result.resumed_from_step,
-                )
-                logger.info(
-                    "%s: adapted %d parameters in %d modules, final loss %.5f",
-                    request.video_id,
-                    result.trainable_parameters,
-                    len(result.adapted_modules),
-                    result.final_loss,
-                )
-                # Adapters in the model dtype while sampling (float32 adapters on a bf16 base
-                # cost 20% per step, docs/performance.md); the float32 ones are saved below.
-                with lora.adapters_cast_to(bundle.mmdit, bundle.mmdit.dtype):
-                    tick = time.perf_counter()
-                    meta["branch_movement"] = branch_movement(
-                        bundle, condition, (txt, y_vec), (txt_neg, y_neg),
-                        sampling.guidance_config(), seeds["noise"],
-                    )  # fmt: skip
-                    timings["branches"] = time.perf_counter() - tick
-                    try:
-                        latent, timings["sample"] = _sample(bundle, condition, txt, y_vec,
-                                                            txt_neg, y_neg, request,
-                                                            seeds["noise"], meta, stop)  # fmt: skip
-                    except SamplingInterrupted as err:
-                        save_final()
-                        raise AdaptationInterrupted(
-                            request.adapt.steps, stop.signal if stop else None, state_path
-                        ) from err
-                if request.save_adapter and torch.isfinite(latent).all():
-                    save_adapter(
-                        out_dir / ADAPTER_FILE,
-                        bundle.mmdit,
-                        {
-                            "video_id": request.video_id,
-                            "method": request.method,
-                            "adapt_config": json.dumps(request.adapt.to_dict(), sort_keys=True),
-                        },
-                    )
-        except AdaptationDiverged as err:
-            # Resuming would replay the same divergence: drop the state with the failure.
-            ckpt.remove_state(state_path)
-            raise _fail(request, "adapt", str(err), final=True, step=err.step,
-                        loss=_num(err.loss), grad_norm=_num(err.grad_norm)) from err  # fmt: skip
-        except AdaptationInterrupted as err:
-            raise GenerationError(
-                f"{request.video_id} ({request.method}): {err}", exit_code=ckpt.EXIT_PREEMPTED
-            ) from err
+        adaptation, sampled = adapt_and_sample(bundle, condition, inputs, request, stop)
+        for stage, seconds in adaptation.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+        meta.update(adaptation.record)
+    timings["sample"] = sampled.seconds
+    meta["compile"] = sampled.compiled
 
-    if not torch.isfinite(latent).all():
+    if not torch.isfinite(sampled.latent).all():
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
         raise _fail(request, "sample", "sampled latent has non-finite values", final=True)
     tick = time.perf_counter()
     try:
-        with progress.stage(f"{request.video_id}: decoding"):
-            video = pipeline.decode_to_frames(bundle, latent)
+        video = decode(bundle, sampled.latent, request.video_id)
     except pipeline.PipelineError as err:
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
         raise _fail(request, "decode", str(err)) from err
     timings["decode"] = time.perf_counter() - tick
     if stop:  # a signal while decoding: keep the adapter (if any), write nothing final
-        save_final()
+        adaptation.save_state()
         (out_dir / ADAPTER_FILE).unlink(missing_ok=True)
         raise _preempted(request, f"interrupted by signal {stop.signal} while decoding")
     timings["total"] = time.perf_counter() - started
@@ -427,16 +228,314 @@ def generate(
         frames=int(video.shape[0]),
         height=int(video.shape[1]),
         width=int(video.shape[2]),
-        fps=fps,
+        fps=inputs.fps,
         versions=versions(),
-        **peak_memory(device),
+        **peak_memory(bundle.device),
     )
-    if request.adapt is not None:
-        write_text_atomic(out_dir / LOSS_FILE, loss_csv(rows))
-    write_lossless(out_dir / VIDEO_FILE, np.ascontiguousarray(video), fps)
-    write_json_atomic(out_dir / META_FILE, meta)  # last: the record of a complete run
-    ckpt.remove_state(state_path)
+    write_outputs(out_dir, video, inputs.fps, meta, adaptation.rows)
     return meta
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt's text and its embedding on the CPU (T5 sequence, CLIP vector)."""
+
+    text: str
+    txt: torch.Tensor
+    y_vec: torch.Tensor
+
+    @classmethod
+    def load(cls, path: Path) -> Prompt:
+        """Read a prompt-embedding file (``PromptEmbeddingError`` names a bad one)."""
+        return cls(*load_prompt_embedding(path))
+
+    @property
+    def pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(txt, y_vec)``, as the sampler and the objective take them."""
+        return self.txt, self.y_vec
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything one run reads from disk, read before any model runs.
+
+    Only the first ``num_cond_frames`` frames of a clip are read. ``donor_frames`` and
+    ``donor_prompt``: the cross-video control's donor (``None`` otherwise).
+    """
+
+    frames: np.ndarray
+    fps: float
+    prompt: Prompt
+    negative: Prompt
+    donor_frames: np.ndarray | None = None
+    donor_prompt: Prompt | None = None
+
+
+def read_inputs(request: GenerateRequest) -> Inputs:
+    """Stage 1 (I/O): the conditioning frames, their frame rate and the prompt embeddings."""
+    donor_frames = donor_prompt = None
+    if request.adapt is not None and request.adapt.adapt_on == CROSS_VIDEO:
+        assert request.adapt_clip is not None and request.adapt_prompt_embedding is not None
+        donor_frames = _conditioning_frames(request.adapt_clip, request.sampling, "adapt on")
+        donor_prompt = Prompt.load(request.adapt_prompt_embedding)
+    return Inputs(
+        frames=_conditioning_frames(request.clip, request.sampling, "condition on"),
+        fps=clip_fps(request.clip),
+        prompt=Prompt.load(request.prompt_embedding),
+        negative=Prompt.load(request.negative_embedding),
+        donor_frames=donor_frames,
+        donor_prompt=donor_prompt,
+    )
+
+
+def _conditioning_frames(clip: Path, sampling: SamplingConfig, purpose: str) -> np.ndarray:
+    frames = read_frames(clip, max_frames=sampling.num_cond_frames)
+    if len(frames) < sampling.num_cond_frames:
+        raise ValueError(
+            f"{clip}: has {len(frames)} frames, need {sampling.num_cond_frames} to {purpose}"
+        )
+    return frames
+
+
+def load_bundle(
+    request: GenerateRequest, bundle: pipeline.ModelBundle | None
+) -> pipeline.ModelBundle:
+    """Stage 2: the models (``bundle`` when given), peak-memory counters reset."""
+    if bundle is None:
+        device = resolve_device(request.device)
+        dtype = resolve_dtype(request.dtype, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        return pipeline.load_models(request.checkpoint_dir, device=device, dtype=dtype)
+    if bundle.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(bundle.device)
+    return bundle
+
+
+def encode(
+    bundle: pipeline.ModelBundle, frames: np.ndarray, sampling: SamplingConfig
+) -> pipeline.V2VCondition:
+    """Stage 3: the sampler's condition (the conditioning frames, encoded on their own)."""
+    return pipeline.encode_condition(
+        bundle, frames, num_cond_frames=sampling.num_cond_frames, num_frames=sampling.num_frames
+    )
+
+
+def run_record(
+    request: GenerateRequest, bundle: pipeline.ModelBundle, inputs: Inputs
+) -> dict[str, Any]:
+    """The provenance part of ``meta.json``: settings, seeds, inputs, device."""
+    record: dict[str, Any] = {
+        "video_id": request.video_id,
+        "method": request.method,
+        "prompt": inputs.prompt.text,
+        "config_hash": request.config_hash(),
+        "seed": request.seed,
+        "seeds": request.seeds(),
+        "adapt_config": None if request.adapt is None else request.adapt.to_dict(),
+        "sampling_config": request.sampling.to_dict(),
+        "clip": str(request.clip),
+        "checkpoint_dir": str(request.checkpoint_dir),
+        "device": str(bundle.device),
+        "dtype": str(bundle.dtype).removeprefix("torch."),
+        # CPU results can differ in the last grey level with the thread count: recorded.
+        "torch_threads": torch.get_num_threads(),
+        "trainable_parameters": 0,
+        "adapted_modules": 0,
+        "final_loss": None,
+        "resumed_from_step": None,
+    }
+    if inputs.donor_frames is not None:
+        record.update(adapt_video_id=request.adapt_video_id, adapt_clip=str(request.adapt_clip))
+    return record
+
+
+@dataclass
+class Sampled:
+    """Stage 4's value: the sampled latent, whether it was compiled, and its wall time."""
+
+    latent: torch.Tensor
+    compiled: Any
+    seconds: float
+
+
+@dataclass
+class Adaptation:
+    """What the adaptation stage leaves for the rest of the run (empty for the baseline).
+
+    ``rows``: the loss log; ``record``: its part of ``meta.json``; ``save_state``: saves the
+    final resume state (so a preempted decode resumes without training again).
+    """
+
+    rows: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    save_state: Callable[[], None] = lambda: None
+
+
+def adapt_and_sample(
+    bundle: pipeline.ModelBundle,
+    condition: pipeline.V2VCondition,
+    inputs: Inputs,
+    request: GenerateRequest,
+    stop: ckpt.PreemptionFlag | None,
+) -> tuple[Adaptation, Sampled]:
+    """Stage 4, adapted: train the LoRA adapter on the conditioning frames (or the donor's),
+    then sample with it attached; the adapter is removed on return.
+
+    Raises:
+        GenerationError: divergence (final, ``failure.json`` written) or a preemption signal
+            (resume state saved, exit code 75).
+    """
+    config = request.adapt
+    assert config is not None
+    out_dir = Path(request.out_dir)
+    seeds = request.seeds()
+    adaptation = Adaptation()
+    tick = time.perf_counter()
+    adapt_frames, adapt_condition, adapt_prompt = inputs.frames, condition, inputs.prompt
+    if inputs.donor_frames is not None:
+        assert inputs.donor_prompt is not None
+        adapt_frames, adapt_prompt = inputs.donor_frames, inputs.donor_prompt
+        adapt_condition = encode(bundle, adapt_frames, request.sampling)
+    target = adaptation_target(
+        bundle, adapt_frames, adapt_condition, config, request.sampling,
+        adapt_prompt.pair, inputs.negative.pair,
+    )  # fmt: skip
+    adaptation.timings["encode"] = time.perf_counter() - tick
+    state_path = ckpt.resume_state_path(out_dir)
+    resume = ResumeOptions(state_path, resume_identity(request, list(target.x0.shape)))
+    tick = time.perf_counter()
+    try:
+        with adapted(
+            bundle.mmdit,
+            target,
+            config,
+            seed=seeds["adapt"],
+            resume=resume,
+            stop=stop,
+            progress=progress.bars_wanted(request.progress),
+            on_step=progress.StepLogger(config.steps, request.progress_every),
+        ) as result:
+            adaptation.timings["adapt"] = time.perf_counter() - tick
+            adaptation.save_state = result.save_final
+            if stop:
+                result.save_final()
+                raise AdaptationInterrupted(config.steps, stop.signal, state_path)
+            adaptation.rows = result.rows
+            adaptation.record = {
+                "trainable_parameters": result.trainable_parameters,
+                "adapted_modules": len(result.adapted_modules),
+                "final_loss": result.final_loss,
+                "resumed_from_step": result.resumed_from_step,
+            }
+            logger.info(
+                "%s: adapted %d parameters in %d modules, final loss %.5f",
+                request.video_id,
+                result.trainable_parameters,
+                len(result.adapted_modules),
+                result.final_loss,
+            )
+            # Adapters in the model dtype while sampling (float32 adapters on a bf16 base
+            # cost 20% per step, docs/performance.md); the float32 ones are saved below.
+            with lora.adapters_cast_to(bundle.mmdit, bundle.mmdit.dtype):
+                tick = time.perf_counter()
+                adaptation.record["branch_movement"] = branch_movement(
+                    bundle, condition, inputs.prompt.pair, inputs.negative.pair,
+                    request.sampling.guidance_config(), seeds["noise"],
+                )  # fmt: skip
+                adaptation.timings["branches"] = time.perf_counter() - tick
+                try:
+                    sampled = sample(bundle, condition, inputs, request, stop)
+                except SamplingInterrupted as err:
+                    result.save_final()
+                    raise AdaptationInterrupted(
+                        config.steps, stop.signal if stop else None, state_path
+                    ) from err
+            if request.save_adapter and torch.isfinite(sampled.latent).all():
+                save_adapter(
+                    out_dir / ADAPTER_FILE,
+                    bundle.mmdit,
+                    {
+                        "video_id": request.video_id,
+                        "method": request.method,
+                        "adapt_config": json.dumps(config.to_dict(), sort_keys=True),
+                    },
+                )
+    except AdaptationDiverged as err:
+        # Resuming would replay the same divergence: drop the state with the failure.
+        ckpt.remove_state(state_path)
+        raise _fail(request, "adapt", str(err), final=True, step=err.step,
+                    loss=_num(err.loss), grad_norm=_num(err.grad_norm)) from err  # fmt: skip
+    except AdaptationInterrupted as err:
+        raise GenerationError(
+            f"{request.video_id} ({request.method}): {err}", exit_code=ckpt.EXIT_PREEMPTED
+        ) from err
+    return adaptation, sampled
+
+
+class SamplingInterrupted(RuntimeError):
+    """A preemption signal arrived while sampling."""
+
+
+def sample(
+    bundle: pipeline.ModelBundle,
+    condition: pipeline.V2VCondition,
+    inputs: Inputs,
+    request: GenerateRequest,
+    stop: ckpt.PreemptionFlag | None = None,
+) -> Sampled:
+    """Stage 4: sample the continuation from the video's noise (the same for every method).
+
+    Raises:
+        SamplingInterrupted: a preemption signal arrived (checked before every step).
+    """
+
+    def check() -> None:
+        if stop:
+            raise SamplingInterrupted(f"interrupted by signal {stop.signal} while sampling")
+
+    tick = time.perf_counter()
+    with progress.stage(f"{request.video_id}: sampling {request.sampling.num_steps} steps"):
+        latent, compiled = run_compiled(
+            bundle.mmdit,
+            request.compile,
+            lambda: pipeline.sample_continuation(
+                bundle,
+                condition,
+                *inputs.prompt.pair,
+                *inputs.negative.pair,
+                request.sampling.guidance_config(),
+                seed=request.seeds()["noise"],
+                progress=progress.bars_wanted(request.progress),
+                before_step=check,
+            ),
+        )
+        if bundle.device.type == "cuda":
+            torch.cuda.synchronize(bundle.device)
+    return Sampled(latent, compiled, time.perf_counter() - tick)
+
+
+def decode(bundle: pipeline.ModelBundle, latent: torch.Tensor, video_id: str) -> np.ndarray:
+    """Stage 5: the latent decoded to uint8 frames ``(T, H, W, 3)``."""
+    with progress.stage(f"{video_id}: decoding"):
+        return pipeline.decode_to_frames(bundle, latent)
+
+
+def write_outputs(
+    out_dir: Path,
+    video: np.ndarray,
+    fps: float,
+    meta: dict[str, Any],
+    loss_rows: list[dict[str, float]],
+) -> None:
+    """Stage 6 (I/O): the loss log (adapted runs), the video, then ``meta.json`` (last: the
+    record of a complete run); the resume state goes once they exist."""
+    if meta["adapt_config"] is not None:
+        write_text_atomic(out_dir / LOSS_FILE, loss_csv(loss_rows))
+    write_lossless(out_dir / VIDEO_FILE, np.ascontiguousarray(video), fps)
+    write_json_atomic(out_dir / META_FILE, meta)
+    ckpt.remove_state(ckpt.resume_state_path(out_dir))
 
 
 def resume_identity(request: GenerateRequest, latent_shape: list[int]) -> dict[str, Any]:
@@ -476,23 +575,6 @@ def check_donor(request: GenerateRequest) -> None:
         raise ValueError(f"{request.method}: --adapt-clip is only for adapt_on cross-video")
     if cross and request.adapt_video_id == request.video_id:
         raise ValueError(f"{request.video_id}: the cross-video donor must be another video")
-
-
-def _donor(
-    request: GenerateRequest, bundle: pipeline.ModelBundle
-) -> tuple[np.ndarray, pipeline.V2VCondition, tuple[torch.Tensor, torch.Tensor]]:
-    """Frames, window encoding and prompt embedding of the cross-video donor."""
-    assert request.adapt_clip is not None and request.adapt_prompt_embedding is not None
-    sampling = request.sampling
-    frames = read_frames(request.adapt_clip, max_frames=sampling.num_cond_frames)
-    if len(frames) < sampling.num_cond_frames:
-        raise ValueError(f"{request.adapt_clip}: has {len(frames)} frames, "
-                         f"need {sampling.num_cond_frames} to adapt on")  # fmt: skip
-    condition = pipeline.encode_condition(
-        bundle, frames, num_cond_frames=sampling.num_cond_frames, num_frames=sampling.num_frames
-    )
-    _, txt, y_vec = load_prompt_embedding(request.adapt_prompt_embedding)
-    return frames, condition, (txt, y_vec)
 
 
 def adaptation_target(
@@ -536,55 +618,7 @@ def _num(value: float | None) -> float | str | None:
     return str(value)
 
 
-def _nothing_to_save() -> None:
-    """A baseline run has no state to keep."""
-
-
-class SamplingInterrupted(RuntimeError):
-    """A preemption signal arrived while sampling."""
-
-
 def _preempted(request: GenerateRequest, message: str) -> GenerationError:
     return GenerationError(
         f"{request.video_id} ({request.method}): {message}", exit_code=ckpt.EXIT_PREEMPTED
     )
-
-
-def _sample(
-    bundle: pipeline.ModelBundle,
-    condition: pipeline.V2VCondition,
-    txt: torch.Tensor,
-    y_vec: torch.Tensor,
-    txt_neg: torch.Tensor,
-    y_neg: torch.Tensor,
-    request: GenerateRequest,
-    noise_seed: int,
-    meta: dict[str, Any],
-    stop: ckpt.PreemptionFlag | None = None,
-) -> tuple[torch.Tensor, float]:
-    def check() -> None:
-        if stop:
-            raise SamplingInterrupted(f"interrupted by signal {stop.signal} while sampling")
-
-    tick = time.perf_counter()
-    with progress.stage(f"{request.video_id}: sampling {request.sampling.num_steps} steps"):
-        latent, compiled = run_compiled(
-            bundle.mmdit,
-            request.compile,
-            lambda: pipeline.sample_continuation(
-                bundle,
-                condition,
-                txt,
-                y_vec,
-                txt_neg,
-                y_neg,
-                request.sampling.guidance_config(),
-                seed=noise_seed,
-                progress=progress.bars_wanted(request.progress),
-                before_step=check,
-            ),
-        )
-        if bundle.device.type == "cuda":
-            torch.cuda.synchronize(bundle.device)
-    meta["compile"] = compiled
-    return latent, time.perf_counter() - tick
