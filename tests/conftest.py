@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: the golden reference, the tiny checkpoint family, a
-small synthetic UCF-101 tree, the ``sora-tta`` command line as a user runs it (``run_cli``:
-exit code and output) and as a function call (``invoke``: errors propagate).
+small synthetic UCF-101 tree, synthetic test clips and their lossless files (``clip_maker``),
+the ``sora-tta`` command line as a user runs it (``run_cli``: exit code and output) and as a
+function call (``invoke``: errors propagate).
 
 The golden fixtures live in ``tests/fixtures/reference/`` (what each file holds, how it was
 made and how to regenerate it: ``tests/fixtures/reference/README.md``).
@@ -11,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from sora_tta import cli
+from sora_tta.data.video import write_lossless
+from sora_tta.world.clips import synthetic_clip
 from sora_tta.world.synthetic_ucf101 import SyntheticConfig, SyntheticTree, make_synthetic_ucf101
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +118,44 @@ def small_tree(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTree:
         classes=3, per_class=6, frames=70, seed=7, clips_per_group=2, width=64, height=48
     )
     return make_synthetic_ucf101(tmp_path_factory.mktemp("ucf") / "synthetic", config)
+
+
+class ClipMaker:
+    """Synthetic clips, uint8 ``(T, H, W, 3)``, 65 frames of 32x48 unless told, of two kinds:
+    ``moving`` (a seeded random texture) and ``pattern`` (``synthetic_clip``'s stripes and
+    square); ``write`` puts one on disk losslessly (FFV1, 25 fps unless told)."""
+
+    FRAMES, HEIGHT, WIDTH, FPS = 65, 32, 48, 25
+
+    @staticmethod
+    def moving(
+        seed: int, frames: int = FRAMES, height: int = HEIGHT, width: int = WIDTH
+    ) -> np.ndarray:
+        """A random texture (values 30..219) drifting one pixel per frame."""
+        rng = np.random.default_rng(seed)
+        base = rng.integers(30, 220, size=(height, width + frames, 3), dtype=np.uint8)
+        return np.stack([base[:, t : t + width] for t in range(frames)])
+
+    @staticmethod
+    def pattern(
+        frames: int = FRAMES, height: int = HEIGHT, width: int = WIDTH, shift: int = 0
+    ) -> np.ndarray:
+        """``synthetic_clip``'s moving pattern; ``shift`` starts it later (another video)."""
+        return np.ascontiguousarray(synthetic_clip(frames + shift, height, width)[shift:])
+
+    @classmethod
+    def write(
+        cls, path: Path, frames: np.ndarray | None = None, *, seed: int = 0, fps: float = FPS
+    ) -> Path:
+        """Write ``frames`` (default ``moving(seed)``) to ``path`` (folders made); return it."""
+        write_lossless(path, cls.moving(seed) if frames is None else frames, fps=fps)
+        return Path(path)
+
+
+@pytest.fixture(scope="session")
+def clip_maker() -> type[ClipMaker]:
+    """Synthetic test clips, in memory and on disk (see ``ClipMaker``)."""
+    return ClipMaker
 
 
 @pytest.fixture(scope="session")

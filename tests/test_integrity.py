@@ -9,13 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from sora_tta import integrity as I
 from sora_tta.data.preprocess import PreprocessConfig, preprocess_video
-from sora_tta.data.video import write_lossless
 from sora_tta.models.text import save_prompt_embedding
 from sora_tta.prompts import NEGATIVE_FILE, prompt_file
 
@@ -69,11 +67,9 @@ def test_prompt_file_problem_shapes(tmp_path):
 
 
 @pytest.fixture
-def clip_pair(tmp_path) -> tuple[Path, Path, Path]:
+def clip_pair(tmp_path, clip_maker) -> tuple[Path, Path, Path]:
     """A source video and its clip + sidecar, as the preprocess rule writes them."""
-    rng = np.random.default_rng(0)
-    source = tmp_path / "source.mkv"
-    write_lossless(source, rng.integers(0, 255, (12, 32, 48, 3), dtype=np.uint8), 25)
+    source = clip_maker.write(tmp_path / "source.mkv", clip_maker.moving(0, frames=12))
     clip, sidecar = tmp_path / "clips" / "v.mkv", tmp_path / "clips" / "v.json"
     config = PreprocessConfig(num_frames=9, height=32, width=48, expected_size=None)
     preprocess_video(source, clip, config, sidecar=sidecar)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_tta.data.video import write_lossless
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -19,10 +17,8 @@ def api_example() -> str:
     return blocks[0]
 
 
-def test_readme_api_example_runs(tiny_ckpt_dir: Path, tmp_path: Path) -> None:
-    clip = tmp_path / "clip.mkv"
-    rng = np.random.default_rng(0)
-    write_lossless(clip, rng.integers(0, 256, (65, 32, 48, 3), dtype=np.uint8), fps=25)
+def test_readme_api_example_runs(tiny_ckpt_dir: Path, tmp_path: Path, clip_maker) -> None:
+    clip = clip_maker.write(tmp_path / "clip.mkv")
     code = api_example()
     # Same code, CPU-sized: the tiny family instead of ckpts/, float32 on the CPU, few steps.
     for old, new in {

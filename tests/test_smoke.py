@@ -7,16 +7,12 @@ import json
 
 import numpy as np
 
-from sora_tta.data.video import write_lossless
 from sora_tta.smoke import check_smoke_clips
 
 
-def test_check_smoke_clips(tmp_path):
-    rng = np.random.default_rng(0)
-    good = tmp_path / "good.mkv"
-    write_lossless(good, rng.integers(0, 255, (5, 16, 32, 3), dtype=np.uint8), fps=24)
-    flat = tmp_path / "flat.mkv"
-    write_lossless(flat, np.zeros((5, 16, 32, 3), dtype=np.uint8), fps=24)
+def test_check_smoke_clips(tmp_path, clip_maker):
+    good = clip_maker.write(tmp_path / "good.mkv", clip_maker.moving(0, 5, 16, 32), fps=24)
+    flat = clip_maker.write(tmp_path / "flat.mkv", np.zeros((5, 16, 32, 3), np.uint8), fps=24)
     assert check_smoke_clips([good], (5, 16, 32, 3))["ok"]
     report = check_smoke_clips([good, flat, tmp_path / "none.mkv"], (9, 16, 32, 3))
     assert not report["ok"]
@@ -26,10 +22,10 @@ def test_check_smoke_clips(tmp_path):
     assert "none.mkv" in text
 
 
-def test_smoke_check_command_writes_the_report_only_when_every_clip_passes(tmp_path, run_cli):
-    rng = np.random.default_rng(1)
-    clip = tmp_path / "run0.mkv"
-    write_lossless(clip, rng.integers(0, 255, (5, 16, 32, 3), dtype=np.uint8), fps=24)
+def test_smoke_check_command_writes_the_report_only_when_every_clip_passes(
+    tmp_path, run_cli, clip_maker
+):
+    clip = clip_maker.write(tmp_path / "run0.mkv", clip_maker.moving(1, 5, 16, 32), fps=24)
     report = tmp_path / "check.json"
     size = ["--height", 16, "--width", 32, "--report", report]
     code, out, _ = run_cli(["smoke-check", clip, "--frames", 5, *size])

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from sora_tta.data.probe import STATUSES, probe_video, riff_truncation
-from sora_tta.data.video import write_lossless
 from sora_tta.world.synthetic_ucf101 import SyntheticTree
 
 SIZE = (64, 48)  # the small_tree fixture's frame size
@@ -103,10 +102,9 @@ def test_header_claiming_too_many_frames_is_caught(
     assert probe_video(path, min_frames=100, expected_size=SIZE).status == "too_short"
 
 
-def test_container_without_frame_count_counts_packets(tmp_path: Path) -> None:
-    path = tmp_path / "clip.mkv"
-    frames = np.random.default_rng(0).integers(0, 256, (9, 32, 48, 3), dtype=np.uint8)
-    write_lossless(path, frames, fps=30000 / 1001)
+def test_container_without_frame_count_counts_packets(tmp_path: Path, clip_maker) -> None:
+    frames = clip_maker.moving(0, frames=9)
+    path = clip_maker.write(tmp_path / "clip.mkv", frames, fps=30000 / 1001)
     result = probe_video(path, min_frames=9, expected_size=(48, 32))
     assert result.ok and result.num_frames == 9 and result.frames_from == "packets"
     assert result.codec == "ffv1" and result.fps == pytest.approx(29.97, abs=1e-2)

@@ -1,36 +1,15 @@
-"""Shared helpers for the evaluation tests: synthetic clips and fake metric files."""
+"""Shared helpers for the evaluation tests: fake metric files (clips: ``clip_maker`` in
+``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from sora_tta.data.video import write_lossless
 from sora_tta.evaluation.definitions import FILE_SCHEMA, SCHEMA
 from sora_tta.io import read_json, write_json_atomic
-
-T, H, W = 65, 32, 48
-
-
-def _moving_clip(seed: int, frames: int = T) -> np.ndarray:
-    """A textured clip whose content drifts one pixel per frame (uint8, (T, H, W, 3))."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(30, 220, size=(H, W + frames, 3), dtype=np.uint8)
-    return np.stack([base[:, t : t + W] for t in range(frames)])
-
-
-@pytest.fixture(scope="session")
-def write_clip():
-    """Write frames losslessly (25 fps) and return the path."""
-
-    def _write(path: Path, frames: np.ndarray) -> Path:
-        write_lossless(path, frames, fps=25)
-        return path
-
-    return _write
 
 
 def _fake_record(
@@ -87,12 +66,6 @@ def _write_fake(metrics_dir: Path, record: dict[str, Any]) -> Path:
     data["records"] = [*others, record]
     write_json_atomic(path, data)
     return path
-
-
-@pytest.fixture(scope="session")
-def moving_clip():
-    """Factory of textured drifting clips: ``moving_clip(seed, frames=65)``."""
-    return _moving_clip
 
 
 @pytest.fixture(scope="session")

@@ -32,12 +32,12 @@ def _argv(
     ]  # fmt: skip
 
 
-def test_evaluate_writes_marked_json(tmp_path, invoke, write_clip, moving_clip) -> None:
-    ref_frames = moving_clip(0)
+def test_evaluate_writes_marked_json(tmp_path, invoke, clip_maker) -> None:
+    ref_frames = clip_maker.moving(0)
     gen_frames = ref_frames.copy()
     gen_frames[33:] = np.clip(gen_frames[33:].astype(int) + 10, 0, 255).astype(np.uint8)
-    ref = write_clip(tmp_path / "ref.mkv", ref_frames)
-    gen = write_clip(tmp_path / "gen.mkv", gen_frames)
+    ref = clip_maker.write(tmp_path / "ref.mkv", ref_frames)
+    gen = clip_maker.write(tmp_path / "gen.mkv", gen_frames)
     out = tmp_path / "metrics" / "baseline" / "Test.json"
     assert invoke(_argv(gen, ref, out)) == 0
     file = read_json(out)
@@ -66,35 +66,35 @@ def test_alexnet_missing_fails_before_reading_clips(tmp_path, invoke, monkeypatc
     assert not (tmp_path / "out.json").exists()
 
 
-def test_frame_count_mismatch_names_both_files(tmp_path, invoke, write_clip, moving_clip) -> None:
-    ref = write_clip(tmp_path / "ref.mkv", moving_clip(1))
-    gen = write_clip(tmp_path / "gen.mkv", moving_clip(1, frames=60))
+def test_frame_count_mismatch_names_both_files(tmp_path, invoke, clip_maker) -> None:
+    ref = clip_maker.write(tmp_path / "ref.mkv", seed=1)
+    gen = clip_maker.write(tmp_path / "gen.mkv", clip_maker.moving(1, frames=60))
     with pytest.raises(CommandError) as info:
         invoke(_argv(gen, ref, tmp_path / "out.json"))
     assert str(gen) in str(info.value) and str(ref) in str(info.value) and "65" in str(info.value)
     assert not (tmp_path / "out.json").exists()
 
 
-def test_size_mismatch_names_both_files(tmp_path, invoke, write_clip, moving_clip) -> None:
-    ref = write_clip(tmp_path / "ref.mkv", moving_clip(2))
-    gen = write_clip(tmp_path / "gen.mkv", moving_clip(2)[:, :, :40])
+def test_size_mismatch_names_both_files(tmp_path, invoke, clip_maker) -> None:
+    ref = clip_maker.write(tmp_path / "ref.mkv", seed=2)
+    gen = clip_maker.write(tmp_path / "gen.mkv", clip_maker.moving(2)[:, :, :40])
     with pytest.raises(CommandError, match="sizes must match") as info:
         invoke(_argv(gen, ref, tmp_path / "out.json"))
     assert str(gen) in str(info.value) and str(ref) in str(info.value)
 
 
-def test_unreadable_clip_and_bad_context(tmp_path, invoke, write_clip, moving_clip) -> None:
-    ref = write_clip(tmp_path / "ref.mkv", moving_clip(3))
+def test_unreadable_clip_and_bad_context(tmp_path, invoke, clip_maker) -> None:
+    ref = clip_maker.write(tmp_path / "ref.mkv", seed=3)
     with pytest.raises(CommandError, match=r"missing\.mkv"):
         invoke(_argv(tmp_path / "missing.mkv", ref, tmp_path / "out.json"))
     with pytest.raises(CommandError, match="context-frames"):
         invoke(_argv(ref, ref, tmp_path / "out.json", "--context-frames", "64"))
 
 
-def test_one_file_per_class_in_the_given_order(tmp_path, invoke, write_clip, moving_clip) -> None:
+def test_one_file_per_class_in_the_given_order(tmp_path, invoke, clip_maker) -> None:
     """Several videos, one LPIPS model: each record equals the single-video evaluation."""
-    refs = [write_clip(tmp_path / f"ref{i}.mkv", moving_clip(10 + i)) for i in range(3)]
-    gens = [write_clip(tmp_path / f"gen{i}.mkv", moving_clip(20 + i)) for i in range(3)]
+    refs = [clip_maker.write(tmp_path / f"ref{i}.mkv", seed=10 + i) for i in range(3)]
+    gens = [clip_maker.write(tmp_path / f"gen{i}.mkv", seed=20 + i) for i in range(3)]
     videos = ["v_Test_g01_c03", "v_Test_g01_c01", "v_Test_g02_c01"]
     assert invoke(_argv(gens, refs, tmp_path / "all.json", videos=videos)) == 0
     records = read_json(tmp_path / "all.json")["records"]
@@ -105,11 +105,10 @@ def test_one_file_per_class_in_the_given_order(tmp_path, invoke, write_clip, mov
     assert alone == records[2]
 
 
-def test_bad_videos_are_all_named_and_nothing_is_written(
-    tmp_path, invoke, write_clip, moving_clip
-) -> None:
-    refs = [write_clip(tmp_path / f"ref{i}.mkv", moving_clip(30 + i)) for i in range(3)]
-    gens = [tmp_path / "gone.mkv", refs[1], write_clip(tmp_path / "short.mkv", moving_clip(3, 60))]
+def test_bad_videos_are_all_named_and_nothing_is_written(tmp_path, invoke, clip_maker) -> None:
+    refs = [clip_maker.write(tmp_path / f"ref{i}.mkv", seed=30 + i) for i in range(3)]
+    short = clip_maker.write(tmp_path / "short.mkv", clip_maker.moving(3, frames=60))
+    gens = [tmp_path / "gone.mkv", refs[1], short]
     out = tmp_path / "out.json"
     with pytest.raises(CommandError, match="2 of 3 videos cannot be evaluated") as info:
         invoke(_argv(gens, refs, out))
@@ -125,13 +124,13 @@ def test_list_lengths_and_ids_are_checked(tmp_path, invoke) -> None:
         invoke(_argv([clip, clip], [clip, clip], tmp_path / "o.json", videos=["v1", "v1"]))
 
 
-def test_failed_generations_are_recorded_not_evaluated(tmp_path, invoke, write_clip, moving_clip):
+def test_failed_generations_are_recorded_not_evaluated(tmp_path, invoke, clip_maker):
     """meta.json inputs: an 'ok' one is evaluated from the video next to it, a 'failed' one
     becomes a failure entry (the file is still written)."""
-    frames = moving_clip(0)
-    refs = [write_clip(tmp_path / f"ref{i}.mkv", frames) for i in range(2)]
+    frames = clip_maker.moving(0)
+    refs = [clip_maker.write(tmp_path / f"ref{i}.mkv", frames) for i in range(2)]
     good, bad = tmp_path / "gen" / "a", tmp_path / "gen" / "b"
-    write_clip(good / "video.mkv", frames)
+    clip_maker.write(good / "video.mkv", frames)
     (good / "meta.json").write_text('{"outcome": "ok"}')
     bad.mkdir(parents=True)
     (bad / "meta.json").write_text(

@@ -166,17 +166,15 @@ VIDEOS = [f"v_Test_g0{i}_c01" for i in range(1, 6)]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
+def study(tmp_path_factory, clip_maker) -> Path:
     """Five videos (4 test, 1 validation); baseline generations brightened in the
     continuation, the variant's a faithful copy with light noise; one variant failure."""
-    from sora_tta.data.video import write_lossless
-
     root = tmp_path_factory.mktemp("fvd_study")
     rng = np.random.default_rng(8)
     rows = []
     for i, video in enumerate(VIDEOS):
         truth = rng.integers(20, 200, size=(65, 32, 48, 3), dtype=np.uint8)
-        write_lossless(root / "clips" / f"{video}.mkv", truth, fps=25)
+        clip_maker.write(root / "clips" / f"{video}.mkv", truth)
         noisy = np.clip(truth.astype(int) + rng.integers(-3, 4, size=truth.shape), 0, 255)
         bright = truth.astype(int)
         bright[33:] = np.clip(bright[33:] + 50, 0, 255)
@@ -186,7 +184,7 @@ def study(tmp_path_factory) -> Path:
             outcome = "failed" if (method, i) == ("r4", 1) else "ok"
             (folder / "meta.json").write_text(json.dumps({"outcome": outcome}))
             if outcome == "ok":
-                write_lossless(folder / "video.mkv", frames.astype(np.uint8), fps=25)
+                clip_maker.write(folder / "video.mkv", frames.astype(np.uint8))
         role = "validation" if i == 4 else "test"
         rows.append({"video_id": video, "class_name": "Test", "status": "ok", "role": role})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)

@@ -33,18 +33,18 @@ FRAMES, CONTEXT = 17, 9
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, moving_clip, invoke, write_clip) -> Path:
+def pipeline(tmp_path_factory, clip_maker, invoke) -> Path:
     """clips/, generations/ (with loss.csv for VAR1), metrics/ and aggregate/ for 3 videos."""
     root = tmp_path_factory.mktemp("pipeline")
     for i, video in enumerate(VIDEOS):
-        gt = moving_clip(i, frames=FRAMES)
-        write_clip(root / "clips" / f"{video}.mkv", gt)
+        gt = clip_maker.moving(i, frames=FRAMES)
+        clip_maker.write(root / "clips" / f"{video}.mkv", gt)
         for method in METHODS:
             rng = np.random.default_rng(10 * i + len(method))
             noise = rng.integers(-NOISE[method], NOISE[method] + 1, gt.shape)
             gen = np.clip(gt.astype(int) + noise, 0, 255).astype(np.uint8)
             folder = root / "generations" / method / video
-            write_clip(folder / "video.mkv", gen)
+            clip_maker.write(folder / "video.mkv", gen)
             if method != "baseline":
                 steps = np.arange(1, 11)
                 pd.DataFrame({"step": steps, "loss": 1.0 / steps + 0.01 * i, "lr": 1e-4}).to_csv(

@@ -13,16 +13,15 @@ from sora_tta.models import pipeline
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
 from sora_tta.sampling import GuidanceConfig
 from sora_tta.tta import lora
-from sora_tta.world.clips import synthetic_clip
 
 
 @pytest.fixture(scope="module")
-def sampling_case(tiny_ckpt_dir: Path):
+def sampling_case(tiny_ckpt_dir: Path, clip_maker):
     bundle = pipeline.load_models(tiny_ckpt_dir, device="cpu", dtype=torch.float32)
     encoders = pipeline.load_text_encoders_from(tiny_ckpt_dir)
     txt, y_vec = encoders.encode([format_prompt("playing guitar"), NEGATIVE_PROMPT])
     condition = pipeline.encode_condition(
-        bundle, synthetic_clip(33, 32, 48), num_cond_frames=17, num_frames=33
+        bundle, clip_maker.pattern(frames=33), num_cond_frames=17, num_frames=33
     )
 
     def sample() -> torch.Tensor:

@@ -15,7 +15,6 @@ from sora_tta.layout import CheckpointLayout
 from sora_tta.models import pipeline
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt
 from sora_tta.sampling import GuidanceConfig
-from sora_tta.world.clips import synthetic_clip
 
 SMOKE_LIMIT_S = 60.0
 
@@ -75,8 +74,8 @@ def test_make_noise_is_seeded() -> None:
     assert not torch.equal(first, pipeline.make_noise((1, 16, 3, 4, 4), seed=8))
 
 
-def test_encode_condition_encodes_first_33_frames_as_one_clip(bundle) -> None:
-    frames = synthetic_clip(65, 64, 80)
+def test_encode_condition_encodes_first_33_frames_as_one_clip(bundle, clip_maker) -> None:
+    frames = clip_maker.pattern(65, 64, 80)
     condition = pipeline.encode_condition(bundle, frames)
     assert condition.latent_shape == (1, 16, 17, 8, 10)
     assert condition.masks.shape == (1, 1, 17, 8, 10)
@@ -91,16 +90,16 @@ def test_encode_condition_encodes_first_33_frames_as_one_clip(bundle) -> None:
     assert torch.equal(pipeline.encode_condition(bundle, altered).masked_ref, condition.masked_ref)
 
 
-def test_encode_condition_validates(bundle) -> None:
+def test_encode_condition_validates(bundle, clip_maker) -> None:
     with pytest.raises(ValueError, match="at least 33 frames"):
-        pipeline.encode_condition(bundle, synthetic_clip(20, 64, 80))
+        pipeline.encode_condition(bundle, clip_maker.pattern(20, 64, 80))
     with pytest.raises(ValueError, match="4k \\+ 1"):
-        pipeline.encode_condition(bundle, synthetic_clip(65, 64, 80), num_cond_frames=32)
+        pipeline.encode_condition(bundle, clip_maker.pattern(65, 64, 80), num_cond_frames=32)
 
 
-def test_continue_video_is_seeded(bundle, embeddings) -> None:
+def test_continue_video_is_seeded(bundle, embeddings, clip_maker) -> None:
     txt, y_vec = embeddings
-    frames = synthetic_clip(33, 32, 48)
+    frames = clip_maker.pattern(frames=33)
     condition = pipeline.encode_condition(bundle, frames, num_cond_frames=17, num_frames=33)
     guidance = GuidanceConfig(num_steps=2)
     args = (bundle, condition, txt[:1], y_vec[:1], txt[1:], y_vec[1:], guidance)

@@ -1,4 +1,4 @@
-"""Shared fixtures of the TTA tests: the tiny checkpoint family, a synthetic clip, prompts.
+"""Shared fixtures of the TTA tests: the tiny checkpoint family, two synthetic clips, prompts.
 
 Everything is built once per session from seeds (``make_tiny_checkpoints``), so the tests
 run the real loaders, encoders, sampler and peft on CPU-sized models.
@@ -10,17 +10,13 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from sora_tta.data.video import write_lossless
 from sora_tta.models import pipeline
 from sora_tta.models.text import NEGATIVE_PROMPT, format_prompt, prompt_id, save_prompt_embedding
 from sora_tta.tta.objective import AdaptationTarget
-from sora_tta.world.clips import synthetic_clip
 
-HEIGHT, WIDTH = 32, 48
 CAPTION = "a person playing guitar"
 
 
@@ -30,19 +26,12 @@ def bundle(tiny_ckpt_dir: Path) -> pipeline.ModelBundle:
     return pipeline.load_models(tiny_ckpt_dir, device="cpu", dtype=torch.float32)
 
 
-def make_clip(path: Path, shift: int = 0) -> Path:
-    """Write a 65-frame synthetic moving-pattern clip; ``shift`` gives a different video."""
-    frames = synthetic_clip(65 + shift, HEIGHT, WIDTH)[shift:]
-    write_lossless(path, np.ascontiguousarray(frames), fps=25)
-    return path
-
-
 @pytest.fixture(scope="session")
-def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two different synthetic clips, ``v_a.mkv`` and ``v_b.mkv``."""
+def clip_dir(tmp_path_factory: pytest.TempPathFactory, clip_maker) -> Path:
+    """Two different 65-frame 32x48 moving-pattern clips, ``v_a.mkv`` and ``v_b.mkv``."""
     out = tmp_path_factory.mktemp("clips")
-    make_clip(out / "v_a.mkv", shift=0)
-    make_clip(out / "v_b.mkv", shift=7)
+    clip_maker.write(out / "v_a.mkv", clip_maker.pattern())
+    clip_maker.write(out / "v_b.mkv", clip_maker.pattern(shift=7))
     return out
 
 

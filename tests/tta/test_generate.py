@@ -162,12 +162,9 @@ def test_sampling_config_checks() -> None:
     )
 
 
-def test_too_short_clip_is_refused(bundle, request_for, tmp_path) -> None:
-    from sora_tta.data.video import write_lossless
-
+def test_too_short_clip_is_refused(bundle, request_for, tmp_path, clip_maker) -> None:
     request = request_for("v_a", "baseline")
-    request.clip = tmp_path / "short.mkv"
-    write_lossless(request.clip, np.zeros((20, 32, 48, 3), np.uint8), fps=25)
+    request.clip = clip_maker.write(tmp_path / "short.mkv", clip_maker.pattern(frames=20))
     with pytest.raises(ValueError, match=r"short\.mkv: has 20 frames, need 33"):
         gen.generate(request, bundle=bundle)
     assert pipeline.NUM_COND_FRAMES == 33
