@@ -152,10 +152,12 @@ def test_write_is_atomic(
 
 def test_method_runs_on_keeps_exploration_off_the_test_videos() -> None:
     final = ["r16-abc"]
-    assert method_runs_on("baseline", final, True) == ("test", "validation")
-    assert method_runs_on("r16-abc", final, True) == ("test", "validation")
-    assert method_runs_on("r8-def", final, True) == ("validation",)
-    assert method_runs_on("r8-def", final, False) == ("test",)  # no validation selection
+    assert method_runs_on("baseline", final, True, "baseline") == ("test", "validation")
+    assert method_runs_on("r16-abc", final, True, "baseline") == ("test", "validation")
+    assert method_runs_on("r8-def", final, True, "baseline") == ("validation",)
+    assert method_runs_on("r8-def", final, False, "baseline") == (
+        "test",
+    )  # no validation selection
 
 
 def test_manifest_without_role_column_is_all_test(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ _STR_COLUMNS = (
 
 
 def method_runs_on(
-    method: str, final: Sequence[str], has_validation: bool, baseline: str = "baseline"
+    method: str, final: Sequence[str], has_validation: bool, baseline: str
 ) -> tuple[str, ...]:
     """The manifest roles whose videos ``method`` is generated and evaluated for.
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sora_tta import cli_options as opts
 from sora_tta.evaluation.definitions import CONTEXT_FRAMES, FVD_BOOTSTRAP_RESAMPLES, NUM_FRAMES
+from sora_tta.study.variants import BASELINE
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def register(subparsers: Any) -> None:
         "--methods", required=True, type=_methods, help="comma-separated, baseline included"
     )
     p.add_argument(
-        "--baseline", default="baseline", help="method id of the baseline (default baseline)"
+        "--baseline", default=BASELINE, help=f"method id of the baseline (default {BASELINE})"
     )
     p.add_argument("--manifest", default=None, help="manifest CSV (class names, expected count)")
     p.add_argument("--out-dir", required=True, help="folder of the tables")
@@ -154,7 +155,7 @@ def register(subparsers: Any) -> None:
         "--methods", required=True, type=_methods, help="comma-separated, baseline included"
     )
     p.add_argument(
-        "--baseline", default="baseline", help="method id of the baseline (default baseline)"
+        "--baseline", default=BASELINE, help=f"method id of the baseline (default {BASELINE})"
     )
     p.add_argument(
         "--final-variants",

@@ -31,6 +31,7 @@ from sora_tta.evaluation.stats import BootstrapConfig, bootstrap_mean_ci
 from sora_tta.evaluation.tables import AggregateError, context_frames_of, per_video
 from sora_tta.io import atomic_path
 from sora_tta.study.report_pages import FIGURES, RANDOM_LPIPS_LABEL
+from sora_tta.study.variants import BASELINE
 
 PER_FRAME_PLOT_METRICS = ("psnr", "ssim", "lpips")
 PER_CLASS_PLOT_METRICS = ("psnr", "ssim", "lpips")
@@ -369,7 +370,7 @@ def plot_config_from_tables(
     methods = tuple(dict.fromkeys(long["method"]))
     if baseline is None:
         baseline = (
-            str(paired["baseline"].iloc[0]) if "baseline" in paired and len(paired) else "baseline"
+            str(paired["baseline"].iloc[0]) if "baseline" in paired and len(paired) else BASELINE
         )
     if baseline not in methods:
         raise AggregateError(f"baseline {baseline!r} not among the methods in long.csv: {methods}")

@@ -32,6 +32,7 @@ from sora_tta.evaluation.stats import (
     verdict,
 )
 from sora_tta.io import read_json
+from sora_tta.study.variants import BASELINE
 
 LONG_COLUMNS = ["video", "class", "method", "lpips_backbone", "segment", "metric", "frame", "value"]
 SUMMARY_COLUMNS = [
@@ -60,7 +61,7 @@ class AggregateConfig:
     the declared family of tests (primary endpoint, final variants, alpha)."""
 
     methods: tuple[str, ...]
-    baseline: str = "baseline"
+    baseline: str = BASELINE
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
 

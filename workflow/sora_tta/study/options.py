@@ -137,13 +137,13 @@ def aggregate_options(config: Mapping[str, Any], methods: Sequence[str]) -> str:
     """Flags of ``sora-tta aggregate`` for the ``statistics`` section: the declared primary
     endpoint and family, variant names resolved to method ids (``ValueError`` naming the
     problem when a name matches no variant or the declaration contradicts itself)."""
-    from sora_tta.study.variants import resolve_variant
+    from sora_tta.study.variants import BASELINE, resolve_variant
 
     stats = section(config, "statistics")
     primary, family = stats.get("primary", {}), stats.get("family", {})
     metrics = list(family.get("metrics", []))
     segments = list(family.get("segments", []))
-    variants = [m for m in methods if m != "baseline"]
+    variants = [m for m in methods if m != BASELINE]
     final = stats.get("final_variants")
     final_ids = None if final is None else [resolve_variant(v, variants) for v in final]
     primary_id = primary.get("variant")
