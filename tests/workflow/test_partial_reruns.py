@@ -40,6 +40,7 @@ from conftest import (
 from sora_tta.data.video import read_frames
 from sora_tta.study import config as study_config
 from sora_tta.study import variants as V
+from sora_tta.study.snakemake_cli import parse_job_counts
 
 pytestmark = pytest.mark.slow
 
@@ -350,3 +351,30 @@ def test_editing_a_variant_starts_a_new_folder(demo_copy, tmp_path):
     (new,) = methods
     assert new.startswith(f"{name}-") and new not in old
     assert all((demo_copy / f"results/generations/{m}").is_dir() for m in old)
+
+
+def test_editing_a_rule_shell_text_reruns_nothing(demo_copy: Path, tmp_path: Path) -> None:
+    """The workflow profile's rerun triggers leave out "code": a finished study stays
+    finished when a generation rule's shell text changes; with Snakemake's default triggers
+    the same edit would plan every generation again (checked, so this test can fail)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    for name in ("workflow", "profiles", "config"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    rules = repo / "workflow" / "rules" / "generate.smk"
+    text = rules.read_text()
+    assert " {params.options} {params.donor}" in text
+    swapped = text.replace(" {params.options} {params.donor}", " {params.donor} {params.options}")
+    rules.write_text(swapped)
+
+    def planned(*extra: str) -> dict[str, int]:
+        command = [str(SNAKEMAKE), "--snakefile", str(repo / "Snakefile"), "--directory",
+                   str(demo_copy), "-n", "--cores", "1", *extra]  # fmt: skip
+        proc = subprocess.run(command, cwd=demo_copy, env=workflow_env(), capture_output=True,
+                              text=True, timeout=600, check=True)  # fmt: skip
+        return parse_job_counts(proc.stdout + proc.stderr)
+
+    assert planned() == {}
+    with_code = planned("--rerun-triggers", "mtime", "params", "input", "software-env", "code")
+    assert with_code.get("generate_baseline", 0) > 0 and with_code.get("generate_tta", 0) > 0
