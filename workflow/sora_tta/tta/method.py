@@ -16,16 +16,20 @@ from sora_tta.study.values import dataclass_from_json
 from sora_tta.study.variants import BASELINE
 from sora_tta.tta.adapt import AdaptConfig
 
+#: The sampler's own defaults (the reference's guidance, 25 steps), defined in sampling.py.
+_GUIDANCE = GuidanceConfig()
+
 
 @dataclass
 class SamplingConfig:
-    """Sampler settings (``sampling`` of a ``--method-json`` file); reference defaults, 25 steps."""
+    """Sampler settings (``sampling`` of a ``--method-json`` file): the guidance of
+    :class:`~sora_tta.sampling.GuidanceConfig` plus the frame counts of ``v2v_head``."""
 
-    num_steps: int = 25
-    guidance: float = 7.5
-    guidance_img: float = 3.0
-    text_osci: bool = True
-    image_osci: bool = True
+    num_steps: int = _GUIDANCE.num_steps
+    guidance: float = _GUIDANCE.guidance
+    guidance_img: float = _GUIDANCE.guidance_img
+    text_osci: bool = _GUIDANCE.text_osci
+    image_osci: bool = _GUIDANCE.image_osci
     num_cond_frames: int = pipeline.NUM_COND_FRAMES
     num_frames: int = pipeline.NUM_FRAMES
 
