@@ -363,11 +363,12 @@ class Sampled:
 class Adaptation:
     """What the adaptation stage leaves for the rest of the run (empty for the baseline).
 
-    ``rows``: the loss log; ``record``: its part of ``meta.json``; ``save_state``: saves the
-    final resume state (so a preempted decode resumes without training again).
+    ``rows``: the loss log (``None``: nothing was adapted); ``record``: its part of
+    ``meta.json``; ``save_state``: saves the final resume state (so a preempted decode
+    resumes without training again).
     """
 
-    rows: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    rows: list[dict[str, float]] | None = None
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     save_state: Callable[[], None] = lambda: None
@@ -527,11 +528,11 @@ def write_outputs(
     video: np.ndarray,
     fps: float,
     meta: dict[str, Any],
-    loss_rows: list[dict[str, float]],
+    loss_rows: list[dict[str, float]] | None,
 ) -> None:
     """Stage 6 (I/O): the loss log (adapted runs), the video, then ``meta.json`` (last: the
     record of a complete run); the resume state goes once they exist."""
-    if meta["adapt_config"] is not None:
+    if loss_rows is not None:
         write_text_atomic(out_dir / LOSS_FILE, loss_csv(loss_rows))
     write_lossless(out_dir / VIDEO_FILE, np.ascontiguousarray(video), fps)
     write_json_atomic(out_dir / META_FILE, meta)
